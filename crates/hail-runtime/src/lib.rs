@@ -10,3 +10,8 @@ pub mod durable;
 pub mod image;
 pub mod progress;
 pub mod spec;
+pub mod logs;
+pub mod task;
+pub mod overlay;
+pub mod shim;
+pub mod runtime;

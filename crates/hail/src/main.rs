@@ -2,44 +2,65 @@
 //! subcommand is a client or a low-level tool. This file only parses flags and
 //! wires the libraries together.
 
+mod image_cmd;
+mod runtime_cmd;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "hail",
-    version,
-    about = "Hail a container: a local-first Fargate"
-)]
+#[command(name = "hail", version, about = "Hail a container: a local-first Fargate")]
 struct Cli {
     /// Data directory (state, images, tasks).
-    #[arg(long, global = true, env = "HAIL_DATA_DIR", default_value = default_data_dir())]
+    #[arg(long, global = true, env = "HAIL_DATA_DIR", default_value = "/var/lib/hail")]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
 
-fn default_data_dir() -> &'static str {
-    "/var/lib/hail"
-}
-
 #[derive(Subcommand)]
 enum Command {
+    /// Manage images: import, pull, list, remove.
+    #[command(subcommand)]
+    Image(image_cmd::ImageCommand),
+    /// Drive the container runtime directly (no server).
+    #[command(subcommand)]
+    Runtime(runtime_cmd::RuntimeCommand),
+    /// Supervise one task (started by the runtime, not by people).
+    #[command(hide = true)]
+    Shim {
+        #[arg(long)]
+        task_dir: PathBuf,
+    },
     /// Print the version of this binary.
     Version,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HAIL_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
-        Command::Version => {
-            println!(
-                "hail {} (data dir {})",
-                env!("CARGO_PKG_VERSION"),
-                cli.data_dir.display()
-            );
+        // The shim builds its own single-threaded event loop: it must stay small.
+        Command::Shim { task_dir } => {
+            hail_runtime::shim::main(&task_dir)?;
             Ok(())
+        }
+        Command::Version => {
+            println!("hail {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Image(cmd) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(image_cmd::run(cmd, &cli.data_dir))
+        }
+        Command::Runtime(cmd) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let code = rt.block_on(runtime_cmd::run(cmd, &cli.data_dir))?;
+            std::process::exit(code);
         }
     }
 }

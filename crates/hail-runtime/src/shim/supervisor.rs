@@ -1,0 +1,636 @@
+//! The shim's main loop: start the task's containers, then react to exits,
+//! control requests and deadlines until every container has stopped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Write as _;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{pipe2, Pid};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::pipe;
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::protocol::{ShimRequest, ShimResponse};
+use super::reaper::{Exit, Reaper};
+use super::{
+    container_dir, log_path, runtime_container_id, ShimContainer, ShimTask, SOCKET_FILE, STATE_FILE, TASK_FILE,
+};
+use crate::bundle::{self, BindMount, BundleSpec, ContainerResources};
+use crate::cgroup::{Cgroups, TaskLimits};
+use crate::durable;
+use crate::logs::{LineSplitter, LogWriter, Rotation, Stream};
+use crate::overlay::{self, RootDirs};
+use crate::task::{ContainerExit, ContainerPhase, ContainerStatus, StopCause, TaskPhase, TaskStatus, STATUS_VERSION};
+use crate::user;
+
+/// ECS's words for a container the kernel killed for memory.
+pub const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("shim {dir}: {what}: {source}")]
+    Io {
+        dir: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("shim {dir}: task file missing")]
+    NoTask { dir: PathBuf },
+    #[error("shim: {what}: {source}")]
+    Sys {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// Entry point of `hail shim --task-dir DIR`. Returns when the task has stopped.
+pub fn run(task_dir: &Path) -> Result<(), ShimError> {
+    // A session of its own: signals aimed at the server's process group
+    // (a Ctrl-C, a service manager stopping it) must not reach the task.
+    let _ = nix::unistd::setsid();
+    nix::sys::prctl::set_child_subreaper(true).map_err(|source| ShimError::Sys {
+        what: "becoming child subreaper",
+        source,
+    })?;
+    let task: ShimTask = durable::read_json(&task_dir.join(TASK_FILE))
+        .map_err(|source| ShimError::Io {
+            dir: task_dir.to_owned(),
+            what: "reading task file",
+            source,
+        })?
+        .ok_or_else(|| ShimError::NoTask {
+            dir: task_dir.to_owned(),
+        })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ShimError::Io {
+            dir: task_dir.to_owned(),
+            what: "starting the event loop",
+            source,
+        })?;
+    rt.block_on(async move {
+        let supervisor = Supervisor::new(task_dir.to_owned(), task)?;
+        supervisor.run().await
+    })
+}
+
+type Control = (ShimRequest, oneshot::Sender<ShimResponse>);
+
+struct Running {
+    pid: i32,
+    kill_at: Option<Instant>,
+}
+
+struct Supervisor {
+    dir: PathBuf,
+    task: ShimTask,
+    cgroups: Option<Cgroups>,
+    status: TaskStatus,
+    reaper: Reaper,
+    control: mpsc::UnboundedReceiver<Control>,
+    running: HashMap<usize, Running>,
+    waiters: Vec<oneshot::Sender<ShimResponse>>,
+    pumps: Vec<JoinHandle<()>>,
+    deadline: Option<Instant>,
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Supervisor {
+    fn new(dir: PathBuf, task: ShimTask) -> Result<Self, ShimError> {
+        let io = |what| {
+            let dir = dir.clone();
+            move |source| ShimError::Io { dir, what, source }
+        };
+        let reaper = Reaper::start().map_err(io("listening for child exits"))?;
+        let socket = dir.join(SOCKET_FILE);
+        let _ = fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).map_err(io("binding the control socket"))?;
+        let (tx, control) = mpsc::unbounded_channel();
+        tokio::spawn(accept(listener, tx));
+        let status = TaskStatus {
+            version: STATUS_VERSION,
+            id: task.id.clone(),
+            phase: TaskPhase::Starting,
+            containers: task
+                .containers
+                .iter()
+                .map(|c| ContainerStatus {
+                    name: c.name.clone(),
+                    phase: ContainerPhase::Created,
+                    pid: None,
+                    exit: None,
+                    reason: None,
+                    started_at: None,
+                    finished_at: None,
+                    essential: c.essential,
+                })
+                .collect(),
+            stop: None,
+            network: Some(task.network.clone()),
+            created_at: task.created_at.clone(),
+            started_at: None,
+            stopping_at: None,
+            stopped_at: None,
+            shim_pid: Some(std::process::id() as i32),
+        };
+        let deadline = task
+            .max_runtime_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        Ok(Self {
+            dir,
+            task,
+            cgroups: None,
+            status,
+            reaper,
+            control,
+            running: HashMap::new(),
+            waiters: Vec::new(),
+            pumps: Vec::new(),
+            deadline,
+        })
+    }
+
+    async fn run(mut self) -> Result<(), ShimError> {
+        self.start_all().await;
+        self.announce_ready();
+        while !self.all_exited() {
+            let next_deadline = self.next_deadline();
+            tokio::select! {
+                exit = self.reaper.next() => {
+                    if let Some((pid, exit)) = exit {
+                        self.on_exit(pid, exit).await;
+                    }
+                }
+                Some((request, reply)) = self.control.recv() => self.on_request(request, reply),
+                _ = sleep_until(next_deadline) => self.on_deadline(),
+            }
+        }
+        self.finish().await;
+        Ok(())
+    }
+
+    fn all_exited(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Starts containers in definition order; the first failure stops the task.
+    async fn start_all(&mut self) {
+        if let Err(message) = self.prepare_task() {
+            let first = self.task.containers[0].name.clone();
+            self.fail_start(first, message);
+            return;
+        }
+        for i in 0..self.task.containers.len() {
+            if self.status.phase != TaskPhase::Starting {
+                break;
+            }
+            if let Err(message) = self.start_container(i).await {
+                let name = self.task.containers[i].name.clone();
+                self.status.containers[i].reason = Some(format!("CannotStartContainerError: {message}"));
+                self.fail_start(name, message);
+            }
+        }
+        if self.status.phase == TaskPhase::Starting {
+            self.set_phase(TaskPhase::Running);
+            self.status.started_at = Some(now());
+            self.persist();
+        }
+    }
+
+    fn fail_start(&mut self, container: String, message: String) {
+        let _ = writeln!(std::io::stderr(), "task {}: container {container}: {message}", self.task.id);
+        self.begin_stop(StopCause::StartFailed { container, message });
+    }
+
+    /// Task-wide preparation: the cgroup envelope and the files every container shares.
+    fn prepare_task(&mut self) -> Result<(), String> {
+        let cgroups = Cgroups::detect(&self.task.cgroup_root).map_err(|e| e.to_string())?;
+        cgroups
+            .create_task(
+                &self.task.id,
+                &TaskLimits {
+                    cpu_units: self.task.cpu_units,
+                    memory_mib: self.task.memory_mib,
+                    pids_limit: self.task.pids_limit,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        self.cgroups = Some(cgroups);
+        fs::create_dir_all(self.dir.join("logs")).map_err(|e| format!("creating log dir: {e}"))?;
+        write_etc_files(&self.dir, &self.task).map_err(|e| format!("writing /etc files: {e}"))
+    }
+
+    async fn start_container(&mut self, index: usize) -> Result<(), String> {
+        let spec = self.task.containers[index].clone();
+        let cid = runtime_container_id(&self.task.id, &spec.name);
+        let cdir = container_dir(&self.dir, &spec.name);
+        let roots = RootDirs::under(&cdir);
+        overlay::mount_root(&spec.lower_dirs, &roots).map_err(|e| e.to_string())?;
+        let resolved_user = user::resolve_user(&roots.merged, spec.user.as_deref()).map_err(|e| e.to_string())?;
+        let cgroups = self.cgroups.as_ref().expect("prepared before containers start");
+        let etc = self.dir.join("etc");
+        let bundle_spec = BundleSpec {
+            rootfs: roots.merged.clone(),
+            readonly_rootfs: spec.readonly_rootfs,
+            args: spec.args.clone(),
+            env: spec.env.clone(),
+            cwd: spec.cwd.clone(),
+            user: resolved_user,
+            hostname: self.task.hostname.clone(),
+            netns_path: Some(self.task.network.netns_path.clone()),
+            cgroups_path: cgroups.container_path(&self.task.id, &spec.name),
+            resources: ContainerResources {
+                cpu_units: spec.cpu_units,
+                memory_mib: spec.memory_mib,
+                memory_reservation_mib: spec.memory_reservation_mib,
+                pids_limit: spec.pids_limit,
+            },
+            ulimits: spec.ulimits.clone(),
+            mounts: ["hosts", "hostname", "resolv.conf"]
+                .into_iter()
+                .map(|f| BindMount {
+                    source: etc.join(f),
+                    destination: format!("/etc/{f}"),
+                    readonly: false,
+                })
+                .collect(),
+            annotations: BTreeMap::from([
+                ("hail.task".to_owned(), self.task.id.clone()),
+                ("hail.container".to_owned(), spec.name.clone()),
+            ]),
+        };
+        let bundle_dir = cdir.join("bundle");
+        fs::create_dir_all(&bundle_dir).map_err(|e| format!("creating bundle dir: {e}"))?;
+        bundle::write_bundle(&bundle_dir, &bundle_spec).map_err(|e| e.to_string())?;
+
+        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("creating stdout pipe: {e}"))?;
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("creating stderr pipe: {e}"))?;
+        let pid_file = bundle_dir.join("pid");
+        let runtime_log = bundle_dir.join("runtime.log");
+        let runtime_pid = {
+            // The command owns the write ends; dropping it at the end of this
+            // block leaves the container as their only holder, so EOF on the
+            // read ends means the container's output is complete.
+            let mut cmd = Command::new(&self.task.runtime_binary);
+            cmd.arg("--root")
+                .arg(&self.task.runtime_root)
+                .arg("--log")
+                .arg(&runtime_log)
+                .arg("--log-format")
+                .arg("json")
+                .arg("run")
+                .arg("--detach")
+                .arg("--pid-file")
+                .arg(&pid_file)
+                .arg("--bundle")
+                .arg(&bundle_dir)
+                .arg(&cid)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(out_w))
+                .stderr(Stdio::from(err_w));
+            let child = cmd
+                .spawn()
+                .map_err(|e| format!("running {}: {e}", self.task.runtime_binary.display()))?;
+            child.id() as i32
+        };
+        let writer = LogWriter::open(
+            &log_path(&self.dir, &spec.name),
+            Rotation {
+                max_bytes: self.task.log_max_bytes,
+                max_files: self.task.log_max_files,
+            },
+        )
+        .map_err(|e| format!("opening log: {e}"))?;
+        let writer = Arc::new(Mutex::new(writer));
+        self.pumps.push(tokio::spawn(pump(out_r, Stream::Stdout, writer.clone())));
+        self.pumps.push(tokio::spawn(pump(err_r, Stream::Stderr, writer)));
+
+        let exit = self.reaper.wait_for(runtime_pid).await;
+        if exit != Exit::Code(0) {
+            return Err(runtime_error(&runtime_log).unwrap_or_else(|| format!("runtime exited with {exit:?}")));
+        }
+        let pid: i32 = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| format!("runtime wrote no pid file at {}", pid_file.display()))?;
+        let status = &mut self.status.containers[index];
+        status.phase = ContainerPhase::Running;
+        status.pid = Some(pid);
+        status.started_at = Some(now());
+        self.running.insert(index, Running { pid, kill_at: None });
+        if let Some(exit) = self.reaper.take(pid) {
+            self.on_exit(pid, exit).await;
+        }
+        Ok(())
+    }
+
+    /// Tells the runtime that started us how the start went: one JSON line on stdout.
+    fn announce_ready(&self) {
+        let mut out = std::io::stdout().lock();
+        if let Ok(line) = serde_json::to_string(&self.status) {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+
+    async fn on_exit(&mut self, pid: i32, exit: Exit) {
+        let Some((&index, _)) = self.running.iter().find(|(_, r)| r.pid == pid) else {
+            return;
+        };
+        self.running.remove(&index);
+        let spec = self.task.containers[index].clone();
+        let oom_killed = self
+            .cgroups
+            .as_ref()
+            .and_then(|c| c.oom_kills(&self.task.id, &spec.name).ok())
+            .is_some_and(|n| n > 0);
+        self.delete_container(&spec.name).await;
+        let status = &mut self.status.containers[index];
+        status.phase = ContainerPhase::Stopped;
+        status.pid = None;
+        status.finished_at = Some(now());
+        status.exit = Some(ContainerExit {
+            code: exit.code(),
+            signal: exit.signal(),
+            oom_killed,
+        });
+        if oom_killed {
+            status.reason = Some(OOM_REASON.to_owned());
+        }
+        let started = self.status.phase == TaskPhase::Running;
+        if spec.essential && started {
+            self.begin_stop(StopCause::EssentialContainerExited { container: spec.name });
+        } else if started && self.running.is_empty() {
+            self.begin_stop(StopCause::AllContainersExited);
+        } else {
+            self.persist();
+        }
+    }
+
+    /// Removes the runtime's record of an exited container and unmounts its root.
+    async fn delete_container(&mut self, name: &str) {
+        let cid = runtime_container_id(&self.task.id, name);
+        let spawned = Command::new(&self.task.runtime_binary)
+            .arg("--root")
+            .arg(&self.task.runtime_root)
+            .args(["delete", "--force", &cid])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Ok(child) = spawned {
+            self.reaper.wait_for(child.id() as i32).await;
+        }
+        let merged = RootDirs::under(&container_dir(&self.dir, name)).merged;
+        if let Err(e) = overlay::unmount_root(&merged) {
+            let _ = writeln!(std::io::stderr(), "task {}: {e}", self.task.id);
+        }
+    }
+
+    /// Asks every running container to stop; the first cause is the one kept.
+    fn begin_stop(&mut self, cause: StopCause) {
+        if matches!(self.status.phase, TaskPhase::Stopping | TaskPhase::Stopped) {
+            return;
+        }
+        self.set_phase(TaskPhase::Stopping);
+        self.status.stopping_at = Some(now());
+        self.status.stop = Some(cause);
+        for (index, running) in self.running.iter_mut() {
+            let spec = &self.task.containers[*index];
+            let signal = Signal::try_from(spec.stop_signal).unwrap_or(Signal::SIGTERM);
+            let _ = kill(Pid::from_raw(running.pid), signal);
+            running.kill_at = Some(Instant::now() + Duration::from_millis(spec.stop_timeout_ms));
+        }
+        for c in &mut self.status.containers {
+            if c.phase == ContainerPhase::Created {
+                c.phase = ContainerPhase::Stopped;
+                c.reason.get_or_insert_with(|| "Task stopped before the container started".to_owned());
+            }
+        }
+        self.persist();
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let kills = self.running.values().filter_map(|r| r.kill_at);
+        let runtime = self.deadline.filter(|_| self.status.phase == TaskPhase::Running);
+        kills.chain(runtime).min()
+    }
+
+    fn on_deadline(&mut self) {
+        let now = Instant::now();
+        if self.status.phase == TaskPhase::Running && self.deadline.is_some_and(|d| d <= now) {
+            let max_runtime_ms = self.task.max_runtime_ms.unwrap_or_default();
+            self.begin_stop(StopCause::Timeout { max_runtime_ms });
+        }
+        for running in self.running.values_mut() {
+            if running.kill_at.is_some_and(|k| k <= now) {
+                let _ = kill(Pid::from_raw(running.pid), Signal::SIGKILL);
+                running.kill_at = None;
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: ShimRequest, reply: oneshot::Sender<ShimResponse>) {
+        match request {
+            ShimRequest::Status => {
+                let _ = reply.send(self.status_response());
+            }
+            ShimRequest::Wait => self.waiters.push(reply),
+            ShimRequest::Stop { reason } => {
+                self.begin_stop(StopCause::Requested { reason });
+                let _ = reply.send(self.status_response());
+            }
+        }
+    }
+
+    fn status_response(&self) -> ShimResponse {
+        ShimResponse::Status {
+            status: Box::new(self.status.clone()),
+        }
+    }
+
+    fn set_phase(&mut self, next: TaskPhase) {
+        debug_assert!(
+            self.status.phase.can_become(next),
+            "{:?} -> {next:?}",
+            self.status.phase
+        );
+        self.status.phase = next;
+    }
+
+    fn persist(&self) {
+        if let Err(e) = durable::write_json_atomic(&self.dir.join(STATE_FILE), &self.status) {
+            let _ = writeln!(std::io::stderr(), "task {}: writing state: {e}", self.task.id);
+        }
+    }
+
+    /// Every container has exited: drain logs, release the cgroup, record the end.
+    async fn finish(mut self) {
+        for pump in std::mem::take(&mut self.pumps) {
+            // Output ends when the container's processes are gone; a grandchild
+            // that escaped the pid namespace cannot hold it open past this.
+            let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
+        }
+        if let Some(cgroups) = &self.cgroups {
+            if let Err(e) = cgroups.remove_task(&self.task.id) {
+                let _ = writeln!(std::io::stderr(), "task {}: {e}", self.task.id);
+            }
+        }
+        if self.status.stop.is_none() {
+            self.status.stop = Some(StopCause::AllContainersExited);
+        }
+        if self.status.stopping_at.is_none() {
+            self.status.stopping_at = Some(now());
+        }
+        self.set_phase(TaskPhase::Stopped);
+        self.status.stopped_at = Some(now());
+        self.persist();
+        let _ = fs::remove_file(self.dir.join(SOCKET_FILE));
+        for waiter in std::mem::take(&mut self.waiters) {
+            let _ = waiter.send(self.status_response());
+        }
+        // Requests that raced with the end are answered too.
+        while let Ok((request, reply)) = self.control.try_recv() {
+            let _ = request;
+            let _ = reply.send(self.status_response());
+        }
+        // Let the answers leave before the process exits.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves the control socket: each connection carries requests, one per line.
+async fn accept(listener: UnixListener, tx: mpsc::UnboundedSender<Control>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let response = match serde_json::from_str::<ShimRequest>(&line) {
+                    Ok(request) => {
+                        let (reply_tx, reply_rx) = oneshot::channel();
+                        if tx.send((request, reply_tx)).is_err() {
+                            return;
+                        }
+                        match reply_rx.await {
+                            Ok(r) => r,
+                            Err(_) => return,
+                        }
+                    }
+                    Err(e) => ShimResponse::Error {
+                        message: format!("invalid request: {e}"),
+                    },
+                };
+                let Ok(mut bytes) = serde_json::to_vec(&response) else {
+                    return;
+                };
+                bytes.push(b'\n');
+                if write.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Copies one stream of a container into its log, line by line.
+async fn pump(fd: OwnedFd, stream: Stream, writer: Arc<Mutex<LogWriter>>) {
+    let Ok(mut rx) = pipe::Receiver::from_owned_fd(fd) else {
+        return;
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut splitter = LineSplitter::default();
+    let mut last_sync = Instant::now();
+    loop {
+        let n = match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let at = Utc::now();
+        let mut w = writer.lock().expect("log writer lock");
+        splitter.feed(&buf[..n], |line| {
+            let _ = w.append(stream, line, at);
+        });
+        // Output reaches the page cache at once; it is made durable at most a
+        // second later, so a burst of lines costs one fsync, not one each.
+        if last_sync.elapsed() > Duration::from_secs(1) {
+            let _ = w.sync();
+            last_sync = Instant::now();
+        }
+    }
+    let mut w = writer.lock().expect("log writer lock");
+    let at = Utc::now();
+    splitter.finish(|line| {
+        let _ = w.append(stream, line, at);
+    });
+    let _ = w.sync();
+}
+
+/// The last error the OCI runtime logged (runc's `--log-format json`).
+fn runtime_error(log: &Path) -> Option<String> {
+    let text = fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        (v.get("level")?.as_str()? == "error").then(|| v.get("msg")?.as_str().map(str::to_owned))?
+    })
+}
+
+/// `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`, shared by the task's
+/// containers: every container name resolves to 127.0.0.1 (they share the
+/// network namespace), the hostname to the task's IP.
+fn write_etc_files(task_dir: &Path, task: &ShimTask) -> std::io::Result<()> {
+    let etc = task_dir.join("etc");
+    fs::create_dir_all(&etc)?;
+    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if let Some(ip) = task.network.ip {
+        hosts.push_str(&format!("{ip}\t{}\n", task.hostname));
+    } else {
+        hosts.push_str(&format!("127.0.1.1\t{}\n", task.hostname));
+    }
+    let names: Vec<&str> = task.containers.iter().map(|c| c.name.as_str()).collect();
+    hosts.push_str(&format!("127.0.0.1\t{}\n", names.join(" ")));
+    fs::write(etc.join("hosts"), hosts)?;
+    fs::write(etc.join("hostname"), format!("{}\n", task.hostname))?;
+    fs::write(etc.join("resolv.conf"), resolv_conf())?;
+    Ok(())
+}
+
+/// The host's resolvers, minus loopback ones a task's namespace cannot reach.
+fn resolv_conf() -> String {
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    host.lines()
+        .filter(|l| {
+            let mut words = l.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("nameserver"), Some(addr)) => !addr.starts_with("127.") && addr != "::1",
+                _ => true,
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
