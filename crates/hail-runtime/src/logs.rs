@@ -115,7 +115,10 @@ impl LogWriter {
             }
         }
         fs::rename(&self.path, rotated_path(&self.path, 1))?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.size = 0;
         Ok(())
     }
@@ -195,95 +198,6 @@ pub fn read_all(path: &Path) -> io::Result<Vec<LogRecord>> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_lines_and_long_chunks() {
-        let mut s = LineSplitter::default();
-        let mut lines = Vec::new();
-        s.feed(b"a\nb", |l| lines.push(l.to_vec()));
-        s.feed(b"c\n\nd", |l| lines.push(l.to_vec()));
-        s.finish(|l| lines.push(l.to_vec()));
-        assert_eq!(lines, vec![b"a\n".to_vec(), b"bc\n".to_vec(), b"\n".to_vec(), b"d".to_vec()]);
-
-        let long = vec![b'x'; MAX_LINE_BYTES * 2 + 5];
-        let mut lines = Vec::new();
-        s.feed(&long, |l| lines.push(l.len()));
-        s.finish(|l| lines.push(l.len()));
-        assert_eq!(lines, vec![MAX_LINE_BYTES, MAX_LINE_BYTES, 5]);
-    }
-
-    #[test]
-    fn rotates_and_reads_back_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("app.log");
-        let rotation = Rotation {
-            max_bytes: 400,
-            max_files: 3,
-        };
-        let mut w = LogWriter::open(&path, rotation).unwrap();
-        for i in 0..40 {
-            let stream = if i % 2 == 0 { Stream::Stdout } else { Stream::Stderr };
-            w.append(stream, format!("line {i}\n").as_bytes(), Utc::now()).unwrap();
-        }
-        assert!(rotated_path(&path, 2).exists());
-        assert!(!rotated_path(&path, 3).exists(), "keeps max_files in all");
-        for f in [path.clone(), rotated_path(&path, 1), rotated_path(&path, 2)] {
-            assert!(fs::metadata(&f).unwrap().len() <= 400);
-        }
-        let records = read_all(&path).unwrap();
-        let numbers: Vec<u32> = records
-            .iter()
-            .map(|r| r.log.trim().strip_prefix("line ").unwrap().parse().unwrap())
-            .collect();
-        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
-        assert_eq!(*numbers.last().unwrap(), 39);
-        assert_eq!(records.last().unwrap().stream, Stream::Stderr);
-        assert!(records[0].timestamp().is_some());
-    }
-
-    #[test]
-    fn follower_sees_each_record_once_across_rotation() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("app.log");
-        let rotation = Rotation {
-            max_bytes: 300,
-            max_files: 3,
-        };
-        let mut w = LogWriter::open(&path, rotation).unwrap();
-        let mut follower = LogFollower::new(&path);
-        let mut seen = Vec::new();
-        for i in 0..30 {
-            w.append(Stream::Stdout, format!("line {i}\n").as_bytes(), Utc::now()).unwrap();
-            if i % 2 == 0 {
-                seen.extend(follower.poll().unwrap());
-            }
-        }
-        seen.extend(follower.poll().unwrap());
-        let numbers: Vec<u32> = seen
-            .iter()
-            .map(|r| r.log.trim().strip_prefix("line ").unwrap().parse().unwrap())
-            .collect();
-        assert_eq!(numbers, (0..30).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn torn_last_line_is_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("app.log");
-        let mut w = LogWriter::open(&path, Rotation::default()).unwrap();
-        w.append(Stream::Stdout, b"whole\n", Utc::now()).unwrap();
-        drop(w);
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"{\"log\":\"tor").unwrap();
-        let records = read_all(&path).unwrap();
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].log, "whole\n");
-    }
-}
-
 /// Reads records appended to a log since the last call, across rotations.
 pub struct LogFollower {
     path: PathBuf,
@@ -337,12 +251,116 @@ impl LogFollower {
         self.partial.extend_from_slice(&buf);
         let mut start = 0;
         while let Some(i) = self.partial[start..].iter().position(|&b| b == b'\n') {
-            if let Ok(record) = serde_json::from_slice::<LogRecord>(&self.partial[start..start + i]) {
+            if let Ok(record) = serde_json::from_slice::<LogRecord>(&self.partial[start..start + i])
+            {
                 out.push(record);
             }
             start += i + 1;
         }
         self.partial.drain(..start);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_and_long_chunks() {
+        let mut s = LineSplitter::default();
+        let mut lines = Vec::new();
+        s.feed(b"a\nb", |l| lines.push(l.to_vec()));
+        s.feed(b"c\n\nd", |l| lines.push(l.to_vec()));
+        s.finish(|l| lines.push(l.to_vec()));
+        assert_eq!(
+            lines,
+            vec![
+                b"a\n".to_vec(),
+                b"bc\n".to_vec(),
+                b"\n".to_vec(),
+                b"d".to_vec()
+            ]
+        );
+
+        let long = vec![b'x'; MAX_LINE_BYTES * 2 + 5];
+        let mut lines = Vec::new();
+        s.feed(&long, |l| lines.push(l.len()));
+        s.finish(|l| lines.push(l.len()));
+        assert_eq!(lines, vec![MAX_LINE_BYTES, MAX_LINE_BYTES, 5]);
+    }
+
+    #[test]
+    fn rotates_and_reads_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let rotation = Rotation {
+            max_bytes: 400,
+            max_files: 3,
+        };
+        let mut w = LogWriter::open(&path, rotation).unwrap();
+        for i in 0..40 {
+            let stream = if i % 2 == 0 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+            w.append(stream, format!("line {i}\n").as_bytes(), Utc::now())
+                .unwrap();
+        }
+        assert!(rotated_path(&path, 2).exists());
+        assert!(!rotated_path(&path, 3).exists(), "keeps max_files in all");
+        for f in [path.clone(), rotated_path(&path, 1), rotated_path(&path, 2)] {
+            assert!(fs::metadata(&f).unwrap().len() <= 400);
+        }
+        let records = read_all(&path).unwrap();
+        let numbers: Vec<u32> = records
+            .iter()
+            .map(|r| r.log.trim().strip_prefix("line ").unwrap().parse().unwrap())
+            .collect();
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+        assert_eq!(*numbers.last().unwrap(), 39);
+        assert_eq!(records.last().unwrap().stream, Stream::Stderr);
+        assert!(records[0].timestamp().is_some());
+    }
+
+    #[test]
+    fn follower_sees_each_record_once_across_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let rotation = Rotation {
+            max_bytes: 300,
+            max_files: 3,
+        };
+        let mut w = LogWriter::open(&path, rotation).unwrap();
+        let mut follower = LogFollower::new(&path);
+        let mut seen = Vec::new();
+        for i in 0..30 {
+            w.append(Stream::Stdout, format!("line {i}\n").as_bytes(), Utc::now())
+                .unwrap();
+            if i % 2 == 0 {
+                seen.extend(follower.poll().unwrap());
+            }
+        }
+        seen.extend(follower.poll().unwrap());
+        let numbers: Vec<u32> = seen
+            .iter()
+            .map(|r| r.log.trim().strip_prefix("line ").unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(numbers, (0..30).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn torn_last_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let mut w = LogWriter::open(&path, Rotation::default()).unwrap();
+        w.append(Stream::Stdout, b"whole\n", Utc::now()).unwrap();
+        drop(w);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"log\":\"tor").unwrap();
+        let records = read_all(&path).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].log, "whole\n");
     }
 }

@@ -10,10 +10,16 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {
     #[error("overlay {target}: {count} lower layers make mount options of {len} bytes, over the kernel's limit of 4095")]
-    TooManyLayers { target: PathBuf, count: usize, len: usize },
+    TooManyLayers {
+        target: PathBuf,
+        count: usize,
+        len: usize,
+    },
     #[error("overlay {target}: an image needs at least one layer")]
     NoLayers { target: PathBuf },
-    #[error("overlay {target}: path contains a character overlayfs options cannot carry (',' or ':')")]
+    #[error(
+        "overlay {target}: path contains a character overlayfs options cannot carry (',' or ':')"
+    )]
     UnsafePath { target: PathBuf },
     #[error("overlay {target}: mount failed: {source}")]
     Mount {
@@ -130,7 +136,12 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
             i += 4;

@@ -23,11 +23,13 @@ use crate::logs::Rotation;
 use crate::network::{NetworkConfig, NetworkError, Networks, TaskNetwork};
 use crate::overlay;
 use crate::shim::{
-    self, runtime_container_id, ShimClient, ShimContainer, ShimRequest, ShimResponse, ShimTask, SHIM_LOG_FILE,
-    SOCKET_FILE, STATE_FILE, TASK_FILE, TASK_FILE_VERSION,
+    self, runtime_container_id, ShimClient, ShimContainer, ShimRequest, ShimResponse, ShimTask,
+    SHIM_LOG_FILE, SOCKET_FILE, STATE_FILE, TASK_FILE, TASK_FILE_VERSION,
 };
 use crate::spec::{ContainerSpec, NetworkMode, TaskSpec};
-use crate::task::{ContainerExit, ContainerPhase, StopCause, TaskPhase, TaskStatus, STATUS_VERSION};
+use crate::task::{
+    ContainerExit, ContainerPhase, StopCause, TaskPhase, TaskStatus, STATUS_VERSION,
+};
 
 /// At most this many containers in a task, as ECS allows.
 pub const MAX_CONTAINERS: usize = 10;
@@ -167,7 +169,9 @@ impl Runtime {
         validate(spec)?;
         let dir = self.task_dir(&spec.id);
         if dir.exists() {
-            return Err(RuntimeError::TaskExists { task: spec.id.clone() });
+            return Err(RuntimeError::TaskExists {
+                task: spec.id.clone(),
+            });
         }
         let mut containers = Vec::with_capacity(spec.containers.len());
         for c in &spec.containers {
@@ -179,11 +183,15 @@ impl Runtime {
                     container: c.name.clone(),
                     image: c.image.clone(),
                 })?;
-            let lower_dirs = self.images.rootfs_layers(&image, &crate::progress::NoProgress)?;
+            let lower_dirs = self
+                .images
+                .rootfs_layers(&image, &crate::progress::NoProgress)?;
             containers.push(resolve_container(&spec.id, c, &image, lower_dirs)?);
         }
         fs::create_dir(&dir).map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => RuntimeError::TaskExists { task: spec.id.clone() },
+            io::ErrorKind::AlreadyExists => RuntimeError::TaskExists {
+                task: spec.id.clone(),
+            },
             _ => io_err(&dir)(e),
         })?;
         let result = self.launch(spec, containers, &dir).await;
@@ -194,7 +202,12 @@ impl Runtime {
         result
     }
 
-    async fn launch(&self, spec: &TaskSpec, containers: Vec<ShimContainer>, dir: &Path) -> Result<TaskStatus, RuntimeError> {
+    async fn launch(
+        &self,
+        spec: &TaskSpec,
+        containers: Vec<ShimContainer>,
+        dir: &Path,
+    ) -> Result<TaskStatus, RuntimeError> {
         let network = match spec.network {
             NetworkMode::Awsvpc => self.networks.attach(&spec.id).await?,
             NetworkMode::None => self.networks.attach_isolated(&spec.id).await?,
@@ -209,7 +222,10 @@ impl Runtime {
             memory_mib: spec.memory_mib,
             pids_limit: Some(self.config.default_pids_limit),
             network,
-            hostname: spec.hostname.clone().unwrap_or_else(|| default_hostname(&spec.id)),
+            hostname: spec
+                .hostname
+                .clone()
+                .unwrap_or_else(|| default_hostname(&spec.id)),
             max_runtime_ms: spec.max_runtime.map(|d| d.as_millis() as u64),
             log_max_bytes: self.config.log_rotation.max_bytes,
             log_max_files: self.config.log_rotation.max_files,
@@ -253,7 +269,10 @@ impl Runtime {
     /// (its containers killed) and reported with [`StopCause::ShimLost`].
     pub async fn status(&self, id: &str) -> Result<TaskStatus, RuntimeError> {
         let dir = self.existing_task_dir(id)?;
-        match ShimClient::new(&dir.join(SOCKET_FILE)).call(&ShimRequest::Status).await {
+        match ShimClient::new(&dir.join(SOCKET_FILE))
+            .call(&ShimRequest::Status)
+            .await
+        {
             Ok(ShimResponse::Status { status }) => Ok(*status),
             _ => self.settle_without_shim(id, &dir).await,
         }
@@ -262,7 +281,10 @@ impl Runtime {
     /// Waits until the task has stopped; releases its network then.
     pub async fn wait(&self, id: &str) -> Result<TaskStatus, RuntimeError> {
         let dir = self.existing_task_dir(id)?;
-        let status = match ShimClient::new(&dir.join(SOCKET_FILE)).call(&ShimRequest::Wait).await {
+        let status = match ShimClient::new(&dir.join(SOCKET_FILE))
+            .call(&ShimRequest::Wait)
+            .await
+        {
             Ok(ShimResponse::Status { status }) => *status,
             _ => self.settle_without_shim(id, &dir).await?,
         };
@@ -291,7 +313,10 @@ impl Runtime {
         if !status.phase.is_final() {
             return Err(RuntimeError::InvalidSpec {
                 task: id.to_owned(),
-                message: format!("cannot remove a task in phase {:?}; stop it first", status.phase),
+                message: format!(
+                    "cannot remove a task in phase {:?}; stop it first",
+                    status.phase
+                ),
             });
         }
         self.networks.release(id).await?;
@@ -318,14 +343,17 @@ impl Runtime {
 
     /// Resource use of a running task (`container` None) or of one of its containers.
     pub fn stats(&self, id: &str, container: Option<&str>) -> Result<CgroupStats, RuntimeError> {
-        let cgroups = Cgroups::detect(&self.config.cgroup_root).map_err(|e| RuntimeError::ShimFailed {
-            task: id.to_owned(),
-            message: e.to_string(),
-        })?;
-        cgroups.stats(id, container).map_err(|e| RuntimeError::ShimFailed {
-            task: id.to_owned(),
-            message: e.to_string(),
-        })
+        let cgroups =
+            Cgroups::detect(&self.config.cgroup_root).map_err(|e| RuntimeError::ShimFailed {
+                task: id.to_owned(),
+                message: e.to_string(),
+            })?;
+        cgroups
+            .stats(id, container)
+            .map_err(|e| RuntimeError::ShimFailed {
+                task: id.to_owned(),
+                message: e.to_string(),
+            })
     }
 
     /// The network a task holds (from its durable lease).
@@ -360,13 +388,18 @@ impl Runtime {
         let mut live = HashSet::new();
         for id in self.task_ids()? {
             let dir = self.task_dir(&id);
-            match ShimClient::new(&dir.join(SOCKET_FILE)).call(&ShimRequest::Status).await {
+            match ShimClient::new(&dir.join(SOCKET_FILE))
+                .call(&ShimRequest::Status)
+                .await
+            {
                 Ok(ShimResponse::Status { .. }) => {
                     report.adopted.push(id.clone());
                     live.insert(id);
                 }
                 _ => {
-                    let before = durable::read_json::<TaskStatus>(&dir.join(STATE_FILE)).ok().flatten();
+                    let before = durable::read_json::<TaskStatus>(&dir.join(STATE_FILE))
+                        .ok()
+                        .flatten();
                     let was_final = before.as_ref().is_some_and(|s| s.phase.is_final());
                     self.settle_without_shim(&id, &dir).await?;
                     if !was_final {
@@ -381,10 +414,17 @@ impl Runtime {
 
     async fn collect_garbage(&self, live: &HashSet<String>) -> Result<usize, RuntimeError> {
         let mut collected = 0;
-        for container_id in list_runtime_containers(&self.config.runtime_binary, &self.runtime_root).await {
+        for container_id in
+            list_runtime_containers(&self.config.runtime_binary, &self.runtime_root).await
+        {
             let task = container_id.split('.').next().unwrap_or_default();
             if !live.contains(task) {
-                delete_runtime_container(&self.config.runtime_binary, &self.runtime_root, &container_id).await;
+                delete_runtime_container(
+                    &self.config.runtime_binary,
+                    &self.runtime_root,
+                    &container_id,
+                )
+                .await;
                 collected += 1;
             }
         }
@@ -415,7 +455,9 @@ impl Runtime {
         if hail_model::ids::is_task_id(id) && dir.join(TASK_FILE).is_file() {
             Ok(dir)
         } else {
-            Err(RuntimeError::TaskNotFound { task: id.to_owned() })
+            Err(RuntimeError::TaskNotFound {
+                task: id.to_owned(),
+            })
         }
     }
 
@@ -423,7 +465,8 @@ impl Runtime {
     /// the answer; otherwise it died: kill what it left, record the loss.
     async fn settle_without_shim(&self, id: &str, dir: &Path) -> Result<TaskStatus, RuntimeError> {
         let state_path = dir.join(STATE_FILE);
-        let recorded = durable::read_json::<TaskStatus>(&state_path).map_err(io_err(&state_path))?;
+        let recorded =
+            durable::read_json::<TaskStatus>(&state_path).map_err(io_err(&state_path))?;
         if let Some(status) = &recorded {
             if status.phase.is_final() {
                 return Ok(status.clone());
@@ -432,11 +475,16 @@ impl Runtime {
         let task_path = dir.join(TASK_FILE);
         let task: ShimTask = durable::read_json(&task_path)
             .map_err(io_err(&task_path))?
-            .ok_or_else(|| RuntimeError::TaskNotFound { task: id.to_owned() })?;
+            .ok_or_else(|| RuntimeError::TaskNotFound {
+                task: id.to_owned(),
+            })?;
         // A shim that is still starting has not bound its socket yet: give it a moment.
         if recorded.is_none() && shim_alive(dir) {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            if let Ok(ShimResponse::Status { status }) = ShimClient::new(&dir.join(SOCKET_FILE)).call(&ShimRequest::Status).await {
+            if let Ok(ShimResponse::Status { status }) = ShimClient::new(&dir.join(SOCKET_FILE))
+                .call(&ShimRequest::Status)
+                .await
+            {
                 return Ok(*status);
             }
         }
@@ -487,7 +535,8 @@ impl Runtime {
                 c.phase = ContainerPhase::Stopped;
                 c.pid = None;
                 c.finished_at = Some(at.clone());
-                c.reason.get_or_insert_with(|| "Task supervisor exited unexpectedly".to_owned());
+                c.reason
+                    .get_or_insert_with(|| "Task supervisor exited unexpectedly".to_owned());
             }
         }
         status.stop.get_or_insert(StopCause::ShimLost);
@@ -506,7 +555,9 @@ fn validate(spec: &TaskSpec) -> Result<(), RuntimeError> {
         message,
     };
     if !hail_model::ids::is_task_id(&spec.id) {
-        return Err(invalid("task id must be 1-64 letters, digits or '-'".to_owned()));
+        return Err(invalid(
+            "task id must be 1-64 letters, digits or '-'".to_owned(),
+        ));
     }
     if spec.containers.is_empty() || spec.containers.len() > MAX_CONTAINERS {
         return Err(invalid(format!(
@@ -517,7 +568,9 @@ fn validate(spec: &TaskSpec) -> Result<(), RuntimeError> {
     let mut seen = HashSet::new();
     for c in &spec.containers {
         let valid_name = (1..=255).contains(&c.name.len())
-            && c.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && c.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid_name {
             return Err(invalid(format!(
                 "container name {:?} must be 1-255 letters, digits, '-' or '_'",
@@ -529,7 +582,9 @@ fn validate(spec: &TaskSpec) -> Result<(), RuntimeError> {
         }
     }
     if !spec.containers.iter().any(|c| c.essential) {
-        return Err(invalid("at least one container must be essential".to_owned()));
+        return Err(invalid(
+            "at least one container must be essential".to_owned(),
+        ));
     }
     Ok(())
 }
@@ -537,8 +592,17 @@ fn validate(spec: &TaskSpec) -> Result<(), RuntimeError> {
 /// Merges a container spec with its image's config the way Docker and ECS do:
 /// an overridden entrypoint drops the image's Cmd; environment entries of the
 /// spec replace the image's of the same name.
-fn resolve_container(task: &str, c: &ContainerSpec, image: &Image, lower_dirs: Vec<PathBuf>) -> Result<ShimContainer, RuntimeError> {
-    let entrypoint = c.entrypoint.clone().or_else(|| image.config.entrypoint.clone()).unwrap_or_default();
+fn resolve_container(
+    task: &str,
+    c: &ContainerSpec,
+    image: &Image,
+    lower_dirs: Vec<PathBuf>,
+) -> Result<ShimContainer, RuntimeError> {
+    let entrypoint = c
+        .entrypoint
+        .clone()
+        .or_else(|| image.config.entrypoint.clone())
+        .unwrap_or_default();
     let cmd = match (&c.command, &c.entrypoint) {
         (Some(cmd), _) => cmd.clone(),
         (None, Some(_)) => Vec::new(),
@@ -567,7 +631,13 @@ fn resolve_container(task: &str, c: &ContainerSpec, image: &Image, lower_dirs: V
         set(k, v);
     }
     if !env.iter().any(|(k, _)| k == "PATH") {
-        env.insert(0, ("PATH".to_owned(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()));
+        env.insert(
+            0,
+            (
+                "PATH".to_owned(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+            ),
+        );
     }
     if !env.iter().any(|(k, _)| k == "HOSTNAME") {
         env.push(("HOSTNAME".to_owned(), default_hostname(task)));
@@ -580,7 +650,10 @@ fn resolve_container(task: &str, c: &ContainerSpec, image: &Image, lower_dirs: V
     if !cwd.starts_with('/') {
         return Err(RuntimeError::InvalidSpec {
             task: task.to_owned(),
-            message: format!("container {}: working directory {cwd:?} is not absolute", c.name),
+            message: format!(
+                "container {}: working directory {cwd:?} is not absolute",
+                c.name
+            ),
         });
     }
     Ok(ShimContainer {
@@ -590,7 +663,10 @@ fn resolve_container(task: &str, c: &ContainerSpec, image: &Image, lower_dirs: V
         args,
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         cwd,
-        user: c.user.clone().or_else(|| image.config.user.clone().filter(|u| !u.is_empty())),
+        user: c
+            .user
+            .clone()
+            .or_else(|| image.config.user.clone().filter(|u| !u.is_empty())),
         readonly_rootfs: c.readonly_root_filesystem,
         cpu_units: c.cpu_units,
         memory_mib: c.memory_mib,
@@ -617,8 +693,14 @@ fn parse_signal(s: &str) -> Option<i32> {
     if let Ok(n) = s.parse::<i32>() {
         return nix::sys::signal::Signal::try_from(n).ok().map(|s| s as i32);
     }
-    let name = if s.starts_with("SIG") { s.to_owned() } else { format!("SIG{s}") };
-    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+    let name = if s.starts_with("SIG") {
+        s.to_owned()
+    } else {
+        format!("SIG{s}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
 }
 
 /// ECS-style hostname: `ip-…` needs the IP, so use the task id's first 12 characters.
@@ -652,8 +734,11 @@ async fn list_runtime_containers(runtime: &Path, root: &Path) -> Vec<String> {
         .args(["list", "--format", "json"])
         .output()
         .await;
-    let Ok(output) = output else { return Vec::new() };
-    let listed: Option<Vec<HashMap<String, serde_json::Value>>> = serde_json::from_slice(&output.stdout).unwrap_or(None);
+    let Ok(output) = output else {
+        return Vec::new();
+    };
+    let listed: Option<Vec<HashMap<String, serde_json::Value>>> =
+        serde_json::from_slice(&output.stdout).unwrap_or(None);
     listed
         .unwrap_or_default()
         .into_iter()

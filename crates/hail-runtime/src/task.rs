@@ -31,7 +31,12 @@ impl TaskPhase {
         use TaskPhase::*;
         matches!(
             (self, next),
-            (Starting, Running) | (Starting, Stopping) | (Starting, Stopped) | (Running, Stopping) | (Running, Stopped) | (Stopping, Stopped)
+            (Starting, Running)
+                | (Starting, Stopping)
+                | (Starting, Stopped)
+                | (Running, Stopping)
+                | (Running, Stopped)
+                | (Stopping, Stopped)
         )
     }
 
@@ -72,7 +77,9 @@ impl StopCause {
     /// A sentence for people, in the style of ECS's `stoppedReason`.
     pub fn describe(&self) -> String {
         match self {
-            StopCause::EssentialContainerExited { .. } => "Essential container in task exited".to_owned(),
+            StopCause::EssentialContainerExited { .. } => {
+                "Essential container in task exited".to_owned()
+            }
             StopCause::AllContainersExited => "All containers in task exited".to_owned(),
             StopCause::Requested { reason } => reason.clone(),
             StopCause::Timeout { max_runtime_ms } => format!(
@@ -82,7 +89,9 @@ impl StopCause {
             StopCause::StartFailed { container, message } => {
                 format!("CannotStartContainerError: container {container}: {message}")
             }
-            StopCause::ShimLost => "Task supervisor exited unexpectedly; containers were stopped".to_owned(),
+            StopCause::ShimLost => {
+                "Task supervisor exited unexpectedly; containers were stopped".to_owned()
+            }
         }
     }
 }
@@ -179,11 +188,17 @@ mod tests {
     #[test]
     fn stop_causes_read_like_ecs() {
         assert_eq!(
-            StopCause::EssentialContainerExited { container: "app".into() }.describe(),
+            StopCause::EssentialContainerExited {
+                container: "app".into()
+            }
+            .describe(),
             "Essential container in task exited"
         );
         assert_eq!(
-            StopCause::Timeout { max_runtime_ms: 5000 }.describe(),
+            StopCause::Timeout {
+                max_runtime_ms: 5000
+            }
+            .describe(),
             "Task exceeded its maximum runtime of 5s"
         );
     }

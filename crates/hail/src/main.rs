@@ -10,10 +10,19 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hail", version, about = "Hail a container: a local-first Fargate")]
+#[command(
+    name = "hail",
+    version,
+    about = "Hail a container: a local-first Fargate"
+)]
 struct Cli {
     /// Data directory (state, images, tasks).
-    #[arg(long, global = true, env = "HAIL_DATA_DIR", default_value = "/var/lib/hail")]
+    #[arg(
+        long,
+        global = true,
+        env = "HAIL_DATA_DIR",
+        default_value = "/var/lib/hail"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -26,7 +35,7 @@ enum Command {
     Image(image_cmd::ImageCommand),
     /// Drive the container runtime directly (no server).
     #[command(subcommand)]
-    Runtime(runtime_cmd::RuntimeCommand),
+    Runtime(Box<runtime_cmd::RuntimeCommand>),
     /// Supervise one task (started by the runtime, not by people).
     #[command(hide = true)]
     Shim {
@@ -40,7 +49,10 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HAIL_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HAIL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -59,7 +71,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Runtime(cmd) => {
             let rt = tokio::runtime::Runtime::new()?;
-            let code = rt.block_on(runtime_cmd::run(cmd, &cli.data_dir))?;
+            let code = rt.block_on(runtime_cmd::run(*cmd, &cli.data_dir))?;
             std::process::exit(code);
         }
     }

@@ -15,7 +15,7 @@ use hail_runtime::task::{TaskPhase, TaskStatus};
 #[derive(Subcommand)]
 pub enum RuntimeCommand {
     /// Run a one-container task, print its output and exit with its exit code.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List tasks known to the runtime.
     Ps,
     /// Wait for a task to stop, print its output since the start, exit with its exit code.
@@ -103,12 +103,17 @@ pub async fn run(cmd: RuntimeCommand, data_dir: &Path) -> anyhow::Result<i32> {
     config.network.pool_size = 0;
     let runtime = Runtime::open(config).await.context("opening the runtime")?;
     match cmd {
-        RuntimeCommand::Run(args) => run_task(&runtime, args).await,
+        RuntimeCommand::Run(args) => run_task(&runtime, *args).await,
         RuntimeCommand::Ps => {
             println!("{:<34} {:<10} {:<16} CONTAINERS", "TASK", "PHASE", "IP");
             for id in runtime.task_ids()? {
                 let s = runtime.status(&id).await?;
-                let ip = s.network.as_ref().and_then(|n| n.ip).map(|ip| ip.to_string()).unwrap_or_else(|| "-".into());
+                let ip = s
+                    .network
+                    .as_ref()
+                    .and_then(|n| n.ip)
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_else(|| "-".into());
                 let containers: Vec<String> = s
                     .containers
                     .iter()
@@ -117,7 +122,13 @@ pub async fn run(cmd: RuntimeCommand, data_dir: &Path) -> anyhow::Result<i32> {
                         None => format!("{}({:?})", c.name, c.phase),
                     })
                     .collect();
-                println!("{:<34} {:<10} {:<16} {}", s.id, format!("{:?}", s.phase), ip, containers.join(" "));
+                println!(
+                    "{:<34} {:<10} {:<16} {}",
+                    s.id,
+                    format!("{:?}", s.phase),
+                    ip,
+                    containers.join(" ")
+                );
             }
             Ok(0)
         }
@@ -197,7 +208,11 @@ async fn run_task(runtime: &Runtime, args: RunArgs) -> anyhow::Result<i32> {
     let started = runtime.start_task(&spec).await?;
     if args.detach {
         println!("{}", spec.id);
-        return Ok(if started.phase == TaskPhase::Running { 0 } else { 1 });
+        return Ok(if started.phase == TaskPhase::Running {
+            0
+        } else {
+            1
+        });
     }
     let status = follow(runtime, &spec.id, Some(&args.name)).await?;
     if status.containers.iter().any(|c| c.exit.is_none()) || status.stop.is_some() {
@@ -207,7 +222,11 @@ async fn run_task(runtime: &Runtime, args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// Prints a container's output as it arrives until the task stops.
-async fn follow(runtime: &Runtime, task: &str, container: Option<&str>) -> anyhow::Result<TaskStatus> {
+async fn follow(
+    runtime: &Runtime,
+    task: &str,
+    container: Option<&str>,
+) -> anyhow::Result<TaskStatus> {
     let status = runtime.status(task).await?;
     let name = container
         .map(str::to_owned)
@@ -257,7 +276,10 @@ fn report(status: &TaskStatus) {
                 c.name,
                 e.code,
                 if e.oom_killed { " (OOM killed)" } else { "" },
-                reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
             ),
             (None, Some(reason)) => eprintln!("  {}: {reason}", c.name),
             (None, None) => {}
@@ -266,7 +288,9 @@ fn report(status: &TaskStatus) {
 }
 
 fn parse_ulimit(s: &str) -> anyhow::Result<Ulimit> {
-    let (name, limits) = s.split_once('=').with_context(|| format!("--ulimit {s:?}: expected NAME=SOFT[:HARD]"))?;
+    let (name, limits) = s
+        .split_once('=')
+        .with_context(|| format!("--ulimit {s:?}: expected NAME=SOFT[:HARD]"))?;
     let (soft, hard) = match limits.split_once(':') {
         Some((soft, hard)) => (soft.parse()?, hard.parse()?),
         None => {

@@ -15,9 +15,13 @@ async fn exit_code_args_env_workdir_and_user() {
         return;
     }
     let h = Harness::new("basics").await;
-    let mut c = sh("main", "echo args:$0:$1; echo env:$GREETING; echo cwd:$(pwd); echo id:$(id -u):$(id -g); exit 7");
+    let mut c = sh(
+        "main",
+        "echo args:$0:$1; echo env:$GREETING; echo cwd:$(pwd); echo id:$(id -u):$(id -g); exit 7",
+    );
     c.command.as_mut().unwrap().push("first".into());
-    c.environment.push(("GREETING".into(), "hello world".into()));
+    c.environment
+        .push(("GREETING".into(), "hello world".into()));
     c.working_directory = Some("/tmp".into());
     c.user = Some("app".into());
     let spec = h.task(vec![c]);
@@ -29,7 +33,12 @@ async fn exit_code_args_env_workdir_and_user() {
     assert_eq!(main.phase, ContainerPhase::Stopped);
     assert_eq!(main.exit.unwrap().code, 7);
     assert!(!main.exit.unwrap().oom_killed);
-    assert_eq!(status.stop, Some(StopCause::EssentialContainerExited { container: "main".into() }));
+    assert_eq!(
+        status.stop,
+        Some(StopCause::EssentialContainerExited {
+            container: "main".into()
+        })
+    );
     assert_eq!(
         h.stdout(&spec.id, "main"),
         "args:/bin/sh:first\nenv:hello world\ncwd:/tmp\nid:1000:1000\n"
@@ -43,7 +52,10 @@ async fn stdout_and_stderr_are_logged_with_streams_and_times() {
         return;
     }
     let h = Harness::new("logs").await;
-    let spec = h.task(vec![sh("main", "echo out; echo err >&2; printf 'no newline'")]);
+    let spec = h.task(vec![sh(
+        "main",
+        "echo out; echo err >&2; printf 'no newline'",
+    )]);
     h.runtime.start_task(&spec).await.unwrap();
     h.runtime.wait(&spec.id).await.unwrap();
     let records = hail_runtime::logs::read_all(&h.runtime.log_path(&spec.id, "main")).unwrap();
@@ -61,14 +73,25 @@ async fn stop_sends_sigterm_then_sigkill_after_stop_timeout() {
     }
     let h = Harness::new("stop").await;
     // Traps TERM: exits 3 on its own.
-    let polite = sh("polite", "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.1; done");
+    let polite = sh(
+        "polite",
+        "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.1; done",
+    );
     let spec = h.task(vec![polite]);
     h.runtime.start_task(&spec).await.unwrap();
     wait_for_output(&h, &spec.id, "polite", "ready").await;
-    h.runtime.stop(&spec.id, "Task stopped by test").await.unwrap();
+    h.runtime
+        .stop(&spec.id, "Task stopped by test")
+        .await
+        .unwrap();
     let status = h.runtime.wait(&spec.id).await.unwrap();
     assert_eq!(status.container("polite").unwrap().exit.unwrap().code, 3);
-    assert_eq!(status.stop, Some(StopCause::Requested { reason: "Task stopped by test".into() }));
+    assert_eq!(
+        status.stop,
+        Some(StopCause::Requested {
+            reason: "Task stopped by test".into()
+        })
+    );
     assert!(h.stdout(&spec.id, "polite").contains("got-term"));
 
     // Ignores TERM (pid 1 without a handler): killed after its stop timeout.
@@ -92,11 +115,19 @@ async fn task_timeout_stops_the_task_with_its_own_cause() {
         return;
     }
     let h = Harness::new("timeout").await;
-    let mut spec = h.task(vec![sh("main", "trap 'exit 0' TERM; while :; do sleep 0.1; done")]);
+    let mut spec = h.task(vec![sh(
+        "main",
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    )]);
     spec.max_runtime = Some(Duration::from_millis(800));
     h.runtime.start_task(&spec).await.unwrap();
     let status = h.runtime.wait(&spec.id).await.unwrap();
-    assert_eq!(status.stop, Some(StopCause::Timeout { max_runtime_ms: 800 }));
+    assert_eq!(
+        status.stop,
+        Some(StopCause::Timeout {
+            max_runtime_ms: 800
+        })
+    );
     assert_eq!(
         status.stop.unwrap().describe(),
         "Task exceeded its maximum runtime of 800ms"
@@ -125,11 +156,18 @@ async fn missing_image_and_bad_command_fail_cleanly() {
     c.command = Some(vec!["/no/such/binary".into()]);
     let spec = h.task(vec![c]);
     let started = h.runtime.start_task(&spec).await.unwrap();
-    let status = if started.phase.is_final() { started } else { h.runtime.wait(&spec.id).await.unwrap() };
+    let status = if started.phase.is_final() {
+        started
+    } else {
+        h.runtime.wait(&spec.id).await.unwrap()
+    };
     match &status.stop {
         Some(StopCause::StartFailed { container, message }) => {
             assert_eq!(container, "main");
-            assert!(message.contains("no/such/binary") || message.contains("no such file"), "{message}");
+            assert!(
+                message.contains("no/such/binary") || message.contains("no such file"),
+                "{message}"
+            );
         }
         other => panic!("expected StartFailed, got {other:?}"),
     }
@@ -174,7 +212,11 @@ async fn containers_of_a_task_share_localhost_and_the_host_reaches_the_task_ip()
     assert_eq!(h.stdout(&other.id, "probe"), "local:closed\npong\n");
 
     let status = h.runtime.status(&spec.id).await.unwrap();
-    assert_eq!(status.phase, TaskPhase::Running, "non-essential exit keeps the task running");
+    assert_eq!(
+        status.phase,
+        TaskPhase::Running,
+        "non-essential exit keeps the task running"
+    );
     h.teardown().await;
 }
 
@@ -184,7 +226,10 @@ async fn memory_limit_oom_kill_is_reported() {
         return;
     }
     let h = Harness::new("oom").await;
-    let mut c = sh("hog", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived");
+    let mut c = sh(
+        "hog",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    );
     c.memory_mib = Some(32);
     let spec = h.task(vec![c]);
     h.runtime.start_task(&spec).await.unwrap();
@@ -192,7 +237,10 @@ async fn memory_limit_oom_kill_is_reported() {
     let hog = status.container("hog").unwrap();
     let exit = hog.exit.unwrap();
     assert!(exit.oom_killed, "{status:?}");
-    assert_eq!(hog.reason.as_deref(), Some("OutOfMemoryError: Container killed due to memory usage"));
+    assert_eq!(
+        hog.reason.as_deref(),
+        Some("OutOfMemoryError: Container killed due to memory usage")
+    );
     assert!(!h.stdout(&spec.id, "hog").contains("survived"));
     h.teardown().await;
 }
@@ -208,12 +256,23 @@ async fn cpu_quota_limits_a_busy_loop_to_its_share() {
     let mut spec = h.task(vec![c]);
     spec.cpu_units = Some(256);
     h.runtime.start_task(&spec).await.unwrap();
-    let before = h.runtime.stats(&spec.id, Some("spin")).unwrap().cpu_usage_ns;
+    let before = h
+        .runtime
+        .stats(&spec.id, Some("spin"))
+        .unwrap()
+        .cpu_usage_ns;
     let t0 = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = h.runtime.stats(&spec.id, Some("spin")).unwrap().cpu_usage_ns;
+    let after = h
+        .runtime
+        .stats(&spec.id, Some("spin"))
+        .unwrap()
+        .cpu_usage_ns;
     let share = (after - before) as f64 / t0.elapsed().as_nanos() as f64;
-    assert!((0.15..=0.32).contains(&share), "cpu share {share:.3} at 256 units");
+    assert!(
+        (0.15..=0.32).contains(&share),
+        "cpu share {share:.3} at 256 units"
+    );
     h.teardown().await;
 }
 
@@ -232,7 +291,10 @@ async fn fork_bomb_stops_at_the_pids_limit() {
     assert!(stats.pids_current <= 64, "{stats:?}");
     assert!(stats.pids_current >= 32, "the bomb did run: {stats:?}");
     // The host still forks.
-    assert!(std::process::Command::new("true").status().unwrap().success());
+    assert!(std::process::Command::new("true")
+        .status()
+        .unwrap()
+        .success());
     h.runtime.stop(&spec.id, "done").await.unwrap();
     h.runtime.wait(&spec.id).await.unwrap();
     h.teardown().await;

@@ -24,14 +24,17 @@ use tokio::time::Instant;
 use super::protocol::{ShimRequest, ShimResponse};
 use super::reaper::{Exit, Reaper};
 use super::{
-    container_dir, log_path, runtime_container_id, ShimContainer, ShimTask, SOCKET_FILE, STATE_FILE, TASK_FILE,
+    container_dir, log_path, runtime_container_id, ShimTask, SOCKET_FILE, STATE_FILE, TASK_FILE,
 };
 use crate::bundle::{self, BindMount, BundleSpec, ContainerResources};
 use crate::cgroup::{Cgroups, TaskLimits};
 use crate::durable;
 use crate::logs::{LineSplitter, LogWriter, Rotation, Stream};
 use crate::overlay::{self, RootDirs};
-use crate::task::{ContainerExit, ContainerPhase, ContainerStatus, StopCause, TaskPhase, TaskStatus, STATUS_VERSION};
+use crate::task::{
+    ContainerExit, ContainerPhase, ContainerStatus, StopCause, TaskPhase, TaskStatus,
+    STATUS_VERSION,
+};
 use crate::user;
 
 /// ECS's words for a container the kernel killed for memory.
@@ -203,7 +206,8 @@ impl Supervisor {
             }
             if let Err(message) = self.start_container(i).await {
                 let name = self.task.containers[i].name.clone();
-                self.status.containers[i].reason = Some(format!("CannotStartContainerError: {message}"));
+                self.status.containers[i].reason =
+                    Some(format!("CannotStartContainerError: {message}"));
                 self.fail_start(name, message);
             }
         }
@@ -215,7 +219,11 @@ impl Supervisor {
     }
 
     fn fail_start(&mut self, container: String, message: String) {
-        let _ = writeln!(std::io::stderr(), "task {}: container {container}: {message}", self.task.id);
+        let _ = writeln!(
+            std::io::stderr(),
+            "task {}: container {container}: {message}",
+            self.task.id
+        );
         self.begin_stop(StopCause::StartFailed { container, message });
     }
 
@@ -243,8 +251,12 @@ impl Supervisor {
         let cdir = container_dir(&self.dir, &spec.name);
         let roots = RootDirs::under(&cdir);
         overlay::mount_root(&spec.lower_dirs, &roots).map_err(|e| e.to_string())?;
-        let resolved_user = user::resolve_user(&roots.merged, spec.user.as_deref()).map_err(|e| e.to_string())?;
-        let cgroups = self.cgroups.as_ref().expect("prepared before containers start");
+        let resolved_user =
+            user::resolve_user(&roots.merged, spec.user.as_deref()).map_err(|e| e.to_string())?;
+        let cgroups = self
+            .cgroups
+            .as_ref()
+            .expect("prepared before containers start");
         let etc = self.dir.join("etc");
         let bundle_spec = BundleSpec {
             rootfs: roots.merged.clone(),
@@ -280,8 +292,10 @@ impl Supervisor {
         fs::create_dir_all(&bundle_dir).map_err(|e| format!("creating bundle dir: {e}"))?;
         bundle::write_bundle(&bundle_dir, &bundle_spec).map_err(|e| e.to_string())?;
 
-        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("creating stdout pipe: {e}"))?;
-        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("creating stderr pipe: {e}"))?;
+        let (out_r, out_w) =
+            pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("creating stdout pipe: {e}"))?;
+        let (err_r, err_w) =
+            pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("creating stderr pipe: {e}"))?;
         let pid_file = bundle_dir.join("pid");
         let runtime_log = bundle_dir.join("runtime.log");
         let runtime_pid = {
@@ -319,12 +333,15 @@ impl Supervisor {
         )
         .map_err(|e| format!("opening log: {e}"))?;
         let writer = Arc::new(Mutex::new(writer));
-        self.pumps.push(tokio::spawn(pump(out_r, Stream::Stdout, writer.clone())));
-        self.pumps.push(tokio::spawn(pump(err_r, Stream::Stderr, writer)));
+        self.pumps
+            .push(tokio::spawn(pump(out_r, Stream::Stdout, writer.clone())));
+        self.pumps
+            .push(tokio::spawn(pump(err_r, Stream::Stderr, writer)));
 
         let exit = self.reaper.wait_for(runtime_pid).await;
         if exit != Exit::Code(0) {
-            return Err(runtime_error(&runtime_log).unwrap_or_else(|| format!("runtime exited with {exit:?}")));
+            return Err(runtime_error(&runtime_log)
+                .unwrap_or_else(|| format!("runtime exited with {exit:?}")));
         }
         let pid: i32 = fs::read_to_string(&pid_file)
             .ok()
@@ -376,7 +393,9 @@ impl Supervisor {
         }
         let started = self.status.phase == TaskPhase::Running;
         if spec.essential && started {
-            self.begin_stop(StopCause::EssentialContainerExited { container: spec.name });
+            self.begin_stop(StopCause::EssentialContainerExited {
+                container: spec.name,
+            });
         } else if started && self.running.is_empty() {
             self.begin_stop(StopCause::AllContainersExited);
         } else {
@@ -421,7 +440,8 @@ impl Supervisor {
         for c in &mut self.status.containers {
             if c.phase == ContainerPhase::Created {
                 c.phase = ContainerPhase::Stopped;
-                c.reason.get_or_insert_with(|| "Task stopped before the container started".to_owned());
+                c.reason
+                    .get_or_insert_with(|| "Task stopped before the container started".to_owned());
             }
         }
         self.persist();
@@ -429,7 +449,9 @@ impl Supervisor {
 
     fn next_deadline(&self) -> Option<Instant> {
         let kills = self.running.values().filter_map(|r| r.kill_at);
-        let runtime = self.deadline.filter(|_| self.status.phase == TaskPhase::Running);
+        let runtime = self
+            .deadline
+            .filter(|_| self.status.phase == TaskPhase::Running);
         kills.chain(runtime).min()
     }
 
@@ -477,7 +499,11 @@ impl Supervisor {
 
     fn persist(&self) {
         if let Err(e) = durable::write_json_atomic(&self.dir.join(STATE_FILE), &self.status) {
-            let _ = writeln!(std::io::stderr(), "task {}: writing state: {e}", self.task.id);
+            let _ = writeln!(
+                std::io::stderr(),
+                "task {}: writing state: {e}",
+                self.task.id
+            );
         }
     }
 
@@ -606,7 +632,8 @@ fn runtime_error(log: &Path) -> Option<String> {
 fn write_etc_files(task_dir: &Path, task: &ShimTask) -> std::io::Result<()> {
     let etc = task_dir.join("etc");
     fs::create_dir_all(&etc)?;
-    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     if let Some(ip) = task.network.ip {
         hosts.push_str(&format!("{ip}\t{}\n", task.hostname));
     } else {

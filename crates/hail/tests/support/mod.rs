@@ -27,7 +27,10 @@ pub struct Harness {
 impl Harness {
     pub async fn new(name: &str) -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 50) * 5;
-        let dir = tempfile::Builder::new().prefix(&format!("hail-{name}-")).tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("hail-{name}-"))
+            .tempdir()
+            .unwrap();
         let mut config = RuntimeConfig::new(dir.path());
         config.shim_binary = PathBuf::from(env!("CARGO_BIN_EXE_hail"));
         config.network.bridge = format!("hailt{}", n % 10000);
@@ -42,7 +45,11 @@ impl Harness {
             .images()
             .import(BUSYBOX, &tar, &hail_runtime::progress::NoProgress)
             .expect("busybox imports");
-        Self { dir, runtime, config }
+        Self {
+            dir,
+            runtime,
+            config,
+        }
     }
 
     pub fn task(&self, containers: Vec<ContainerSpec>) -> TaskSpec {
@@ -96,7 +103,11 @@ pub fn sh(name: &str, script: &str) -> ContainerSpec {
 
 pub fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
