@@ -2,6 +2,7 @@
 //! subcommand is a client or a low-level tool. This file only parses flags and
 //! wires the libraries together.
 
+mod bench_cmd;
 mod image_cmd;
 mod runtime_cmd;
 
@@ -42,6 +43,9 @@ enum Command {
         #[arg(long)]
         task_dir: PathBuf,
     },
+    /// Measure performance side by side with the peers.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
     /// Print the version of this binary.
     Version,
 }
@@ -68,6 +72,10 @@ fn main() -> anyhow::Result<()> {
         Command::Image(cmd) => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(image_cmd::run(cmd, &cli.data_dir))
+        }
+        Command::Bench(cmd) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(bench_cmd::run(cmd))
         }
         Command::Runtime(cmd) => {
             let rt = tokio::runtime::Runtime::new()?;
