@@ -25,8 +25,56 @@ struct Cli {
         default_value = "/var/lib/hail"
     )]
     data_dir: PathBuf,
+    #[command(flatten)]
+    host: HostArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Host resources this instance of Hail owns; two instances on one machine
+/// need different values.
+#[derive(clap::Args, Clone)]
+pub struct HostArgs {
+    /// Bridge the task networks attach to.
+    #[arg(long, global = true, env = "HAIL_BRIDGE", default_value = "hail0")]
+    pub bridge: String,
+    /// Subnet task IPs come from (the bridge takes its first address).
+    #[arg(
+        long,
+        global = true,
+        env = "HAIL_SUBNET",
+        default_value = "10.217.0.0/16"
+    )]
+    pub subnet: ipnet::Ipv4Net,
+    /// Name of the cgroup tasks live under.
+    #[arg(long, global = true, env = "HAIL_CGROUP_ROOT", default_value = "hail")]
+    pub cgroup_root: String,
+    /// Prefix of the task network namespaces' names in /run/netns.
+    #[arg(
+        long,
+        global = true,
+        env = "HAIL_NETNS_PREFIX",
+        default_value = "hail-"
+    )]
+    pub netns_prefix: String,
+    /// OCI runtime binary.
+    #[arg(long, global = true, env = "HAIL_OCI_RUNTIME", default_value = "runc")]
+    pub oci_runtime: std::path::PathBuf,
+}
+
+impl HostArgs {
+    pub fn runtime_config(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> hail_runtime::runtime::RuntimeConfig {
+        let mut config = hail_runtime::runtime::RuntimeConfig::new(data_dir);
+        config.network.bridge = self.bridge.clone();
+        config.network.subnet = self.subnet;
+        config.network.netns_prefix = self.netns_prefix.clone();
+        config.cgroup_root = self.cgroup_root.clone();
+        config.runtime_binary = self.oci_runtime.clone();
+        config
+    }
 }
 
 #[derive(Subcommand)]
@@ -79,7 +127,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Runtime(cmd) => {
             let rt = tokio::runtime::Runtime::new()?;
-            let code = rt.block_on(runtime_cmd::run(*cmd, &cli.data_dir))?;
+            let code = rt.block_on(runtime_cmd::run(
+                *cmd,
+                cli.host.runtime_config(&cli.data_dir),
+            ))?;
             std::process::exit(code);
         }
     }

@@ -2,7 +2,6 @@
 //! runtime's tests and benchmarks use, and a debugging aid.
 
 use std::io::Write as _;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -97,8 +96,7 @@ pub struct RunArgs {
 }
 
 /// Exit code of the command (the task's, for run and wait).
-pub async fn run(cmd: RuntimeCommand, data_dir: &Path) -> anyhow::Result<i32> {
-    let mut config = RuntimeConfig::new(data_dir);
+pub async fn run(cmd: RuntimeCommand, mut config: RuntimeConfig) -> anyhow::Result<i32> {
     // A one-shot client gains nothing from warm namespaces.
     config.network.pool_size = 0;
     let runtime = Runtime::open(config).await.context("opening the runtime")?;
