@@ -661,3 +661,111 @@ fn concurrent_imports_all_land_in_a_versioned_index() {
     let err = store.list().unwrap_err();
     assert!(matches!(err, ImageError::InvalidIndex { .. }), "{err}");
 }
+
+/// What the registry puller hands over: a Docker schema 2 manifest list and
+/// manifest whose blobs it already stored.
+#[test]
+fn add_from_manifest_takes_docker_schema2_and_resolves_lists_to_linux_amd64() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("rootfs.tar");
+    common::write_busybox_rootfs_tar(&plain);
+    let gz = tmp.path().join("rootfs.tgz");
+    gzip_file(&plain, &gz);
+    let store = ImageStore::open(&tmp.path().join("data")).unwrap();
+    let base = store.import("base", &gz, &NoProgress).unwrap();
+    let config_size = store.content().size(&base.config_digest).unwrap();
+
+    let manifest = |layer: &Digest| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": base.config_digest.to_string(),
+                "size": config_size,
+            },
+            "layers": [{
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "digest": layer.to_string(),
+                "size": 1,
+            }],
+        })
+    };
+    let put = |v: &serde_json::Value| {
+        store
+            .content()
+            .put_bytes(&serde_json::to_vec(v).unwrap(), None)
+            .unwrap()
+    };
+    let amd64 = put(&manifest(&base.layers[0].digest));
+    let list = |platforms: &[(&str, &Digest)]| {
+        let manifests: Vec<serde_json::Value> = platforms
+            .iter()
+            .map(|(arch, d)| {
+                serde_json::json!({
+                    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "digest": d.to_string(),
+                    "size": 500,
+                    "platform": {"architecture": arch, "os": "linux"},
+                })
+            })
+            .collect();
+        put(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+            "manifests": manifests,
+        }))
+    };
+    // The arm64 manifest was never pulled: only the chosen platform's blobs exist.
+    let absent = Digest::of(b"arm64 manifest");
+    let both = list(&[("arm64", &absent), ("amd64", &amd64)]);
+
+    let image = store
+        .add_from_manifest("localhost:5000/app:1", &both)
+        .unwrap();
+    assert_eq!(image.name, "localhost:5000/app:1");
+    assert_eq!(image.manifest_digest, amd64);
+    assert_eq!(image.config_digest, base.config_digest);
+    assert_eq!(diff_ids(&image), diff_ids(&base));
+    assert_eq!(image.layers[0].size, fs::metadata(&gz).unwrap().len());
+    assert_eq!(image.config.env, base.config.env);
+    let lowers = store.rootfs_layers(&image, &NoProgress).unwrap();
+    assert!(lowers[0].join("bin/busybox").is_file());
+    assert_eq!(store.get("localhost:5000/app:1").unwrap().unwrap(), image);
+
+    let arm_only = list(&[("arm64", &absent)]);
+    let err = store.add_from_manifest("x", &arm_only).unwrap_err();
+    assert!(matches!(err, ImageError::InvalidManifest { .. }), "{err}");
+    let missing_layer = put(&manifest(&absent));
+    let err = store.add_from_manifest("x", &missing_layer).unwrap_err();
+    assert!(
+        matches!(&err, ImageError::Content(hail_runtime::content::ContentError::NotFound(d)) if *d == absent),
+        "{err}"
+    );
+    let mut artifact = manifest(&base.layers[0].digest);
+    artifact["config"]["mediaType"] = "application/vnd.cncf.helm.config.v1+json".into();
+    let err = store.add_from_manifest("x", &put(&artifact)).unwrap_err();
+    assert!(matches!(err, ImageError::InvalidManifest { .. }), "{err}");
+    assert!(store.get("x").unwrap().is_none());
+}
+
+#[test]
+fn oci_layout_with_several_images_is_picked_by_tag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = build_oci_layout(tmp.path());
+    run(Command::new("umoci")
+        .args(["new", "--image"])
+        .arg(format!("{}:2.0", layout.display())));
+    let store = ImageStore::open(&tmp.path().join("data")).unwrap();
+    let one = store.import("app:1.0", &layout, &NoProgress).unwrap();
+    let two = store.import("app:2.0", &layout, &NoProgress).unwrap();
+    assert_eq!(one.layers.len(), 3);
+    assert!(two.layers.is_empty());
+    assert_ne!(one.config_digest, two.config_digest);
+    // Neither tag matches and neither manifest declares a platform.
+    let err = store.import("app:3.0", &layout, &NoProgress).unwrap_err();
+    assert!(
+        matches!(&err, ImageError::InvalidManifest { reason, .. } if reason.contains("1.0") && reason.contains("2.0")),
+        "{err}"
+    );
+}

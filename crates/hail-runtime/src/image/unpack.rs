@@ -31,8 +31,9 @@ const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// What a layer is allowed to contain beyond ordinary files, directories and links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnpackPolicy {
-    /// Keep setuid/setgid bits (images such as Debian's rely on them for `su`,
-    /// `passwd`); when false a layer holding one is refused.
+    /// Keep setuid/setgid bits on files (images such as Debian's rely on them
+    /// for `su`, `passwd`); when false a layer holding one is refused.
+    /// Directories keep theirs either way: there they grant nothing.
     pub allow_setuid: bool,
     /// Create device nodes and fifos the layer holds; when false (the default)
     /// they are refused. Overlay whiteouts (0/0 character devices) are always
@@ -321,7 +322,7 @@ impl Unpacker<'_> {
         let Some(rel) = self.clean(&raw, &path)? else {
             // The layer's root itself (`./`): only its metadata matters.
             if kind.is_dir() {
-                let meta = self.dir_meta(&raw, entry)?;
+                let meta = self.dir_meta(entry)?;
                 self.dirs.insert(PathBuf::new(), meta);
             }
             return Ok(());
@@ -360,7 +361,7 @@ impl Unpacker<'_> {
                 if !self.clear(&rel, true)? {
                     fs::create_dir(&abs).map_err(self.io_at(&rel))?;
                 }
-                let meta = self.dir_meta(&raw, entry)?;
+                let meta = self.dir_meta(entry)?;
                 self.set_xattrs(&abs, &xattrs)?;
                 self.dirs.insert(rel, meta);
                 return Ok(());
@@ -481,14 +482,11 @@ impl Unpacker<'_> {
             .map_err(|e| ImageError::io(&abs)(e.into()))
     }
 
-    fn dir_meta<R: Read>(
-        &self,
-        raw: &str,
-        entry: &tar::Entry<'_, R>,
-    ) -> Result<DirMeta, ImageError> {
+    fn dir_meta<R: Read>(&self, entry: &tar::Entry<'_, R>) -> Result<DirMeta, ImageError> {
         let h = entry.header();
+        // No policy check here: setgid on a directory only makes new files
+        // inherit its group, and setuid on a directory means nothing.
         let mode = h.mode().map_err(|e| self.read_err(e))? & 0o7777;
-        self.check_mode(raw, mode)?;
         let old = h.as_old();
         Ok(DirMeta {
             mode,
