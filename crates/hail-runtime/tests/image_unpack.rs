@@ -455,3 +455,21 @@ fn whiteouts_and_opaque_dirs_hide_lower_files_in_an_overlay() {
     nix::mount::umount(&merged).unwrap();
     assert_eq!(seen, (true, false, vec!["z".to_owned()]));
 }
+
+#[test]
+fn strict_policy_still_keeps_setgid_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("fs");
+    fs::create_dir(&target).unwrap();
+    let layer = LayerBuilder::new()
+        .dir("var/mail", 0o2775)
+        .file("var/mail/.keep", 0o644, b"")
+        .finish();
+    let strict = UnpackPolicy {
+        allow_setuid: false,
+        allow_devices: false,
+    };
+    unpack_layer(&layer[..], &target, "l", &strict).unwrap();
+    let m = fs::metadata(target.join("var/mail")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o2775);
+}

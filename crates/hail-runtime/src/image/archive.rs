@@ -309,7 +309,12 @@ impl Source {
             return Ok(None);
         }
         let bytes = self.read_json_bytes("manifest.json")?;
-        Ok(serde_json::from_slice(&bytes).ok())
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ImageError::InvalidArchive {
+                path: self.origin().to_owned(),
+                reason: format!("manifest.json is not a docker save manifest: {e}"),
+            })
     }
 
     /// Copies a member into the content store, verifying it against

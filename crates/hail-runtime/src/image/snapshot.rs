@@ -164,13 +164,19 @@ impl Snapshots {
         }
     }
 
-    /// Removes temporary trees left by unpacks or removals a crash interrupted.
+    /// Removes temporary trees left by unpacks or removals a crash interrupted,
+    /// and the locks of snapshots that do not exist.
     /// The caller guarantees no unpack is running.
     pub fn remove_leftovers(&self) -> Result<usize, ImageError> {
         let mut n = 0;
         for entry in fs::read_dir(&self.root).map_err(ImageError::io(&self.root))? {
             let entry = entry.map_err(ImageError::io(&self.root))?;
-            if durable::is_temp_name(&entry.file_name().to_string_lossy()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // A lock whose snapshot does not exist is left by a failed unpack.
+            let stale_lock = name
+                .strip_suffix(LOCK_SUFFIX)
+                .is_some_and(|hex| !self.root.join(hex).exists());
+            if durable::is_temp_name(&name) || stale_lock {
                 let p = entry.path();
                 let r = if p.is_dir() {
                     fs::remove_dir_all(&p)

@@ -213,7 +213,8 @@ pub(crate) fn tag_of(name: &str) -> Option<String> {
 }
 
 /// Held while blobs are being added for an image that is not yet in the index;
-/// keeps [`ImageStore::gc`] from deleting them as unreferenced.
+/// keeps [`ImageStore::gc`] from deleting them as unreferenced. `gc` waits for
+/// every guard to drop, so a thread holding one must not call `gc`.
 pub struct IngestGuard {
     _lock: Flock<File>,
 }

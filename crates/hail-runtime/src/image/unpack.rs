@@ -31,8 +31,9 @@ const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// What a layer is allowed to contain beyond ordinary files, directories and links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnpackPolicy {
-    /// Keep setuid/setgid bits (images such as Debian's rely on them for `su`,
-    /// `passwd`); when false a layer holding one is refused.
+    /// Keep setuid/setgid bits on files (images such as Debian's rely on them
+    /// for `su`, `passwd`); when false a layer holding one is refused.
+    /// Directories keep theirs either way: there they grant nothing.
     pub allow_setuid: bool,
     /// Create device nodes and fifos the layer holds; when false (the default)
     /// they are refused. Overlay whiteouts (0/0 character devices) are always
@@ -89,6 +90,55 @@ pub fn decompress<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<Box<dyn Read
     })
 }
 
+/// Pads a tar stream that stops right after its last file's data (umoci
+/// writes such layers: no block padding, no end-of-archive blocks) with the
+/// zeros a complete archive would have, so the reader sees a proper end
+/// instead of an unexpected EOF. The diff id is computed below this adapter,
+/// over the bytes as shipped.
+struct BlockPadded<R> {
+    inner: R,
+    read: u64,
+    padding: Option<u64>,
+}
+
+impl<R: Read> BlockPadded<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            read: 0,
+            padding: None,
+        }
+    }
+}
+
+impl<R: Read> Read for BlockPadded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.padding.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.read += n as u64;
+                return Ok(n);
+            }
+            self.padding = Some((512 - self.read % 512) % 512 + 1024);
+        }
+        let left = self.padding.as_mut().expect("set above");
+        let n = buf.len().min(*left as usize);
+        buf[..n].fill(0);
+        *left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A numeric header field; an empty one (all NULs or spaces, as some writers
+/// leave uid, gid or mtime) reads as 0.
+fn numeric(value: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    match value {
+        Ok(v) => Ok(v),
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 /// Metadata applied to directories once all their entries are written, so a
 /// read-only mode or an mtime is not disturbed by the entries that follow.
 struct DirMeta {
@@ -125,7 +175,7 @@ pub fn unpack_layer(
         dirs: HashMap::new(),
         is_root: nix::unistd::Uid::effective().is_root(),
     };
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(BlockPadded::new(reader));
     let entries = archive.entries().map_err(|e| u.read_err(e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| u.read_err(e))?;
@@ -272,7 +322,7 @@ impl Unpacker<'_> {
         let Some(rel) = self.clean(&raw, &path)? else {
             // The layer's root itself (`./`): only its metadata matters.
             if kind.is_dir() {
-                let meta = self.dir_meta(&raw, entry)?;
+                let meta = self.dir_meta(entry)?;
                 self.dirs.insert(PathBuf::new(), meta);
             }
             return Ok(());
@@ -311,7 +361,7 @@ impl Unpacker<'_> {
                 if !self.clear(&rel, true)? {
                     fs::create_dir(&abs).map_err(self.io_at(&rel))?;
                 }
-                let meta = self.dir_meta(&raw, entry)?;
+                let meta = self.dir_meta(entry)?;
                 self.set_xattrs(&abs, &xattrs)?;
                 self.dirs.insert(rel, meta);
                 return Ok(());
@@ -395,10 +445,11 @@ impl Unpacker<'_> {
         }
 
         let header = entry.header();
-        let uid = header.uid().map_err(|e| self.read_err(e))?;
-        let gid = header.gid().map_err(|e| self.read_err(e))?;
+        let old = header.as_old();
+        let uid = numeric(header.uid(), &old.uid).map_err(|e| self.read_err(e))?;
+        let gid = numeric(header.gid(), &old.gid).map_err(|e| self.read_err(e))?;
         let mode = header.mode().map_err(|e| self.read_err(e))? & 0o7777;
-        let mtime = header.mtime().map_err(|e| self.read_err(e))?;
+        let mtime = numeric(header.mtime(), &old.mtime).map_err(|e| self.read_err(e))?;
         if self.is_root {
             // Ownership first: chown clears setuid/setgid bits set before it.
             std::os::unix::fs::lchown(&abs, Some(uid as u32), Some(gid as u32))
@@ -431,19 +482,17 @@ impl Unpacker<'_> {
             .map_err(|e| ImageError::io(&abs)(e.into()))
     }
 
-    fn dir_meta<R: Read>(
-        &self,
-        raw: &str,
-        entry: &tar::Entry<'_, R>,
-    ) -> Result<DirMeta, ImageError> {
+    fn dir_meta<R: Read>(&self, entry: &tar::Entry<'_, R>) -> Result<DirMeta, ImageError> {
         let h = entry.header();
+        // No policy check here: setgid on a directory only makes new files
+        // inherit its group, and setuid on a directory means nothing.
         let mode = h.mode().map_err(|e| self.read_err(e))? & 0o7777;
-        self.check_mode(raw, mode)?;
+        let old = h.as_old();
         Ok(DirMeta {
             mode,
-            uid: h.uid().map_err(|e| self.read_err(e))?,
-            gid: h.gid().map_err(|e| self.read_err(e))?,
-            mtime: h.mtime().map_err(|e| self.read_err(e))?,
+            uid: numeric(h.uid(), &old.uid).map_err(|e| self.read_err(e))?,
+            gid: numeric(h.gid(), &old.gid).map_err(|e| self.read_err(e))?,
+            mtime: numeric(h.mtime(), &old.mtime).map_err(|e| self.read_err(e))?,
         })
     }
 
