@@ -362,22 +362,8 @@ impl Runtime {
     }
 
     /// Config digests of images used by tasks that have not stopped.
-    pub async fn images_in_use(&self) -> Result<HashSet<crate::digest::Digest>, RuntimeError> {
-        let mut names = HashSet::new();
-        for id in self.task_ids()? {
-            let dir = self.task_dir(&id);
-            let final_state = durable::read_json::<TaskStatus>(&dir.join(STATE_FILE))
-                .ok()
-                .flatten()
-                .is_some_and(|s| s.phase.is_final());
-            if final_state {
-                continue;
-            }
-            if let Ok(Some(task)) = durable::read_json::<ShimTask>(&dir.join(TASK_FILE)) {
-                names.extend(task.containers.into_iter().map(|c| c.image_config_digest));
-            }
-        }
-        Ok(names.into_iter().flatten().collect())
+    pub fn images_in_use(&self) -> Result<HashSet<crate::digest::Digest>, RuntimeError> {
+        images_in_use(&self.config.data_dir)
     }
 
     /// After a restart: re-adopts tasks whose shim lives, stops those whose shim
@@ -547,6 +533,33 @@ impl Runtime {
         self.networks.release(id).await?;
         Ok(status)
     }
+}
+
+/// Config digests of the images that tasks under `data_dir` which have not
+/// stopped use; the image store refuses to remove them and gc keeps them.
+/// Reads task files only, so it works without opening a runtime.
+pub fn images_in_use(data_dir: &Path) -> Result<HashSet<crate::digest::Digest>, RuntimeError> {
+    let tasks_dir = data_dir.join("tasks");
+    let mut digests = HashSet::new();
+    let entries = match fs::read_dir(&tasks_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(digests),
+        Err(e) => return Err(io_err(&tasks_dir)(e)),
+    };
+    for entry in entries {
+        let dir = entry.map_err(io_err(&tasks_dir))?.path();
+        let stopped = durable::read_json::<TaskStatus>(&dir.join(STATE_FILE))
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.phase.is_final());
+        if stopped {
+            continue;
+        }
+        if let Ok(Some(task)) = durable::read_json::<ShimTask>(&dir.join(TASK_FILE)) {
+            digests.extend(task.containers.into_iter().filter_map(|c| c.image_config_digest));
+        }
+    }
+    Ok(digests)
 }
 
 fn validate(spec: &TaskSpec) -> Result<(), RuntimeError> {

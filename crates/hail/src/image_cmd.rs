@@ -34,8 +34,9 @@ pub enum ImageCommand {
 
 pub async fn run(cmd: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
     let data_dir = data_dir.to_owned();
+    let in_use = hail_runtime::runtime::images_in_use(&data_dir)?;
     // The store does blocking file I/O and unpacking; keep it off the runtime.
-    tokio::task::spawn_blocking(move || run_blocking(cmd, &data_dir, &HashSet::new()))
+    tokio::task::spawn_blocking(move || run_blocking(cmd, &data_dir, &in_use))
         .await
         .context("image command panicked")?
 }
