@@ -4,9 +4,13 @@
 //! This crate touches the host. It knows nothing of services, scaling or HTTP:
 //! callers hand it a [`spec::TaskSpec`] and get back task states.
 
+pub mod bundle;
+pub mod cgroup;
 pub mod content;
 pub mod digest;
 pub mod durable;
 pub mod image;
 pub mod progress;
+pub mod seccomp;
 pub mod spec;
+pub mod user;
