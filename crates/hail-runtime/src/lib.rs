@@ -8,5 +8,6 @@ pub mod content;
 pub mod digest;
 pub mod durable;
 pub mod image;
+pub mod network;
 pub mod progress;
 pub mod spec;
