@@ -167,9 +167,30 @@ async fn tasks_reach_the_host_each_other_and_the_agent_address() {
     assert_eq!(reply.unwrap(), "agent");
     assert_eq!(host_side.join().unwrap(), std::net::IpAddr::V4(b_ip));
 
+    // Network mode "none": a namespace of its own with only lo, up.
+    let none = nets.attach_isolated("task-none").await.unwrap();
+    assert_eq!(
+        (none.ip, none.gateway, none.host_veth.clone()),
+        (None, None, None)
+    );
+    let name = none.netns_path.file_name().unwrap().to_str().unwrap();
+    let links = sh(&format!("ip -n {name} -o link"));
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains("lo: <LOOPBACK,UP,LOWER_UP>"), "{links}");
+
+    // Opening again (a restart of the server) converges: same bridge, one
+    // jump and one rule per chain, and the tasks are still known.
+    let again = Networks::open(config(1, dir.path(), 0)).await.unwrap();
+    assert_eq!(again.lookup("task-a"), Some(a.clone()));
+    let nat = sh("iptables -w -t nat -S");
+    assert_eq!(nat.matches("-j HAIL-POST-hnt1").count(), 1, "{nat}");
+    assert_eq!(nat.matches("-A HAIL-POST-hnt1 ").count(), 1, "{nat}");
+    drop(again);
+
     nets.release("task-a").await.unwrap();
     nets.release("task-b").await.unwrap();
     nets.release("task-b").await.unwrap();
+    nets.release("task-none").await.unwrap();
     assert_eq!(nets.lookup("task-a"), None);
     assert!(!a.netns_path.exists());
     nets.teardown_host().await.unwrap();
@@ -187,16 +208,17 @@ async fn task_reaches_a_remote_host_through_masquerade() {
     let nets = Networks::open(config(2, dir.path(), 0)).await.unwrap();
 
     // A "remote" host: its own namespace behind a veth, default route back.
+    sh("ip link del hnt2r 2>/dev/null; ip netns del hnt2remote 2>/dev/null");
     let setup = [
-        "ip netns add hnt2-remote",
+        "ip netns add hnt2remote",
         "ip link add hnt2r type veth peer name hnt2rp",
-        "ip link set hnt2rp netns hnt2-remote",
+        "ip link set hnt2rp netns hnt2remote",
         "ip addr add 203.0.113.1/30 dev hnt2r",
         "ip link set hnt2r up",
-        "ip -n hnt2-remote addr add 203.0.113.2/30 dev hnt2rp",
-        "ip -n hnt2-remote link set hnt2rp up",
-        "ip -n hnt2-remote link set lo up",
-        "ip -n hnt2-remote route add default via 203.0.113.1",
+        "ip -n hnt2remote addr add 203.0.113.2/30 dev hnt2rp",
+        "ip -n hnt2remote link set hnt2rp up",
+        "ip -n hnt2remote link set lo up",
+        "ip -n hnt2remote route add default via 203.0.113.1",
     ];
     for cmd in setup {
         assert!(
@@ -210,7 +232,7 @@ async fn task_reaches_a_remote_host_through_masquerade() {
         );
     }
     let remote = serve_in(
-        PathBuf::from("/run/netns/hnt2-remote"),
+        PathBuf::from("/run/netns/hnt2remote"),
         (Ipv4Addr::new(203, 0, 113, 2), 7000).into(),
         1,
     );
@@ -218,7 +240,7 @@ async fn task_reaches_a_remote_host_through_masquerade() {
     let task = nets.attach("task-nat").await.unwrap();
     let seen = read_peer_from(&task, remote).await;
 
-    sh("ip link del hnt2r; ip netns del hnt2-remote");
+    sh("ip link del hnt2r; ip netns del hnt2remote");
     nets.release("task-nat").await.unwrap();
     nets.teardown_host().await.unwrap();
     let post = sh("iptables -w -t nat -S");

@@ -638,3 +638,36 @@ async fn fill_pool(weak: Weak<Inner>, refill: Arc<Notify>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_can_be_shared_across_tasks() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<Networks>();
+    }
+
+    #[test]
+    fn config_is_checked_before_touching_the_host() {
+        let ok = NetworkConfig::new("/nonexistent".into());
+        assert_eq!(ok.validate().unwrap(), Ipv4Addr::new(10, 217, 0, 1));
+        let long = NetworkConfig {
+            bridge: "a-bridge-name-too-long".into(),
+            ..ok.clone()
+        };
+        let err = long.validate().unwrap_err().to_string();
+        assert!(err.contains("a-bridge-name-too-long"), "{err}");
+        let tiny = NetworkConfig {
+            subnet: "10.0.0.0/31".parse().unwrap(),
+            ..ok.clone()
+        };
+        assert!(tiny.validate().is_err());
+        let slash = NetworkConfig {
+            netns_prefix: "a/b".into(),
+            ..ok
+        };
+        assert!(slash.validate().is_err());
+    }
+}
