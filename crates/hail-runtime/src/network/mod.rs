@@ -161,6 +161,10 @@ pub enum NetworkError {
 }
 
 /// Hail's task networks on this host. Cheap to clone; clones share state.
+///
+/// The host-side netlink connection and the pool filler run on the tokio
+/// runtime that called [`Networks::open`], so the instance must be used while
+/// that runtime lives (the server's runtime, or one test's).
 #[derive(Clone)]
 pub struct Networks {
     inner: Arc<Inner>,
