@@ -11,6 +11,7 @@ pub mod digest;
 pub mod durable;
 pub mod image;
 pub mod logs;
+pub mod network;
 pub mod overlay;
 pub mod progress;
 pub mod runtime;
