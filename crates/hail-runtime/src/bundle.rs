@@ -359,7 +359,6 @@ fn device_rules() -> Result<Vec<LinuxDeviceCgroup>, BundleError> {
         rule(true, C, Some(5), Some(1), "rwm")?, // /dev/console
         rule(true, C, Some(5), Some(2), "rwm")?, // /dev/ptmx
         rule(true, C, Some(136), None, "rwm")?,  // /dev/pts/*
-        rule(false, C, Some(10), Some(229), "rwm")?, // /dev/fuse
     ])
 }
 

@@ -44,7 +44,9 @@ pub fn write_busybox_rootfs_tar(dest: &Path) {
         h.set_size(0);
         tar.append_data(&mut h, path, std::io::empty()).unwrap();
     };
-    for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "home", "home/app", "var", "usr"] {
+    for d in [
+        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "home", "home/app", "var", "usr",
+    ] {
         dir(d);
     }
     let mut h = tar::Header::new_gnu();
@@ -52,12 +54,17 @@ pub fn write_busybox_rootfs_tar(dest: &Path) {
     let bytes = std::fs::read(busybox).unwrap();
     h.set_size(bytes.len() as u64);
     tar.append_data(&mut h, "bin/busybox", &bytes[..]).unwrap();
-    for applet in ["sh", "cat", "echo", "env", "id", "ls", "sleep", "pwd", "wc", "nc", "date", "dd", "head", "ip", "hostname", "touch", "mkdir", "yes", "true", "false", "kill", "wget", "httpd", "seq", "grep", "sed", "tail"] {
+    for applet in [
+        "sh", "cat", "echo", "env", "id", "ls", "sleep", "pwd", "wc", "nc", "date", "dd", "head",
+        "ip", "hostname", "touch", "mkdir", "yes", "true", "false", "kill", "wget", "httpd", "seq",
+        "grep", "sed", "tail",
+    ] {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_mode(0o777);
         h.set_size(0);
-        tar.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
+        tar.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
     }
     let files: [(&str, &str); 2] = [
         ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"),
