@@ -535,6 +535,20 @@ impl Cgroups {
         Ok(())
     }
 
+    /// Removes every task (as [`Cgroups::remove_task`]) and then the root
+    /// cgroup itself in every hierarchy; for tests and uninstalling, since
+    /// the engine keeps its root between runs. Idempotent.
+    pub fn remove_root(&self) -> Result<(), CgroupError> {
+        for task in self.list_tasks()? {
+            self.remove_task(&task)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for root in self.hierarchy_roots() {
+            remove_tree(&root.join(&self.inner.root_name), deadline)?;
+        }
+        Ok(())
+    }
+
     /// Task ids that have a cgroup in any hierarchy (for garbage collection).
     pub fn list_tasks(&self) -> Result<Vec<String>, CgroupError> {
         let mut tasks = BTreeSet::new();

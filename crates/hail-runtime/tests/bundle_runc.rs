@@ -158,13 +158,8 @@ impl Drop for Fixture {
         for id in self.started.borrow().iter() {
             let _ = self.runc().args(["delete", "--force", id]).output();
         }
-        if let Ok(tasks) = self.cgroups.list_tasks() {
-            for t in tasks {
-                let _ = self.cgroups.remove_task(&t);
-            }
-        }
-        for d in self.cgroup_dirs("") {
-            let _ = std::fs::remove_dir(d);
+        if let Err(e) = self.cgroups.remove_root() {
+            eprintln!("removing cgroup root {}: {e}", self.root_name);
         }
     }
 }
@@ -460,6 +455,9 @@ fn task_memory_envelope_bounds_the_sum_of_containers() {
     assert!(f.cgroup_dirs("t").is_empty(), "{:?}", f.cgroup_dirs("t"));
     f.cgroups.remove_task("t").unwrap();
     assert_eq!(f.cgroups.list_tasks().unwrap(), Vec::<String>::new());
+    f.cgroups.remove_root().unwrap();
+    assert!(f.cgroup_dirs("").is_empty(), "{:?}", f.cgroup_dirs(""));
+    f.cgroups.remove_root().unwrap();
 }
 
 /// CPU time a busy loop gets in `wall` under the given limits.
