@@ -64,7 +64,9 @@ pub struct BundleSpec {
 /// The container's own limits (the task's envelope is its parent cgroup).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerResources {
-    /// 1024 = one vCPU: CFS quota and cpu shares.
+    /// 1024 = one vCPU: CFS quota and cpu shares. On cgroup v1 the kernel
+    /// rejects a container quota above its task's, so callers keep it within
+    /// the task's units (ECS validates the same).
     pub cpu_units: Option<u32>,
     /// Hard limit.
     pub memory_mib: Option<u64>,
@@ -359,7 +361,6 @@ fn device_rules() -> Result<Vec<LinuxDeviceCgroup>, BundleError> {
         rule(true, C, Some(5), Some(1), "rwm")?, // /dev/console
         rule(true, C, Some(5), Some(2), "rwm")?, // /dev/ptmx
         rule(true, C, Some(136), None, "rwm")?,  // /dev/pts/*
-        rule(false, C, Some(10), Some(229), "rwm")?, // /dev/fuse
     ])
 }
 

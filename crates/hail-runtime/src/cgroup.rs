@@ -130,41 +130,7 @@ impl Cgroups {
             path: path.clone(),
             source,
         })?;
-        let mut v1: Vec<V1Hierarchy> = Vec::new();
-        let mut v2 = None;
-        for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mount_point = match left.split(' ').nth(4) {
-                Some(m) => PathBuf::from(unescape_mountinfo(m)),
-                None => continue,
-            };
-            let mut right = right.split(' ');
-            let fstype = right.next().unwrap_or("");
-            let super_opts = right.nth(1).unwrap_or("");
-            match fstype {
-                "cgroup2" if v2.is_none() => v2 = Some(mount_point),
-                "cgroup" => {
-                    if v1.iter().any(|h| h.mount == mount_point) {
-                        continue;
-                    }
-                    let controllers: Vec<String> = super_opts
-                        .split(',')
-                        .filter(|o| is_v1_controller(o))
-                        .map(str::to_owned)
-                        .collect();
-                    // The same hierarchy can be mounted twice; keep the first.
-                    if !controllers.is_empty() && !v1.iter().any(|h| h.controllers == controllers) {
-                        v1.push(V1Hierarchy {
-                            mount: mount_point,
-                            controllers,
-                        });
-                    }
-                }
-                _ => {}
-            }
-        }
+        let (v1, v2) = hierarchies_from_mountinfo(&text);
         let layout = if v1.is_empty() {
             CgroupLayout::Unified
         } else {
@@ -569,6 +535,20 @@ impl Cgroups {
         Ok(())
     }
 
+    /// Removes every task (as [`Cgroups::remove_task`]) and then the root
+    /// cgroup itself in every hierarchy; for tests and uninstalling, since
+    /// the engine keeps its root between runs. Idempotent.
+    pub fn remove_root(&self) -> Result<(), CgroupError> {
+        for task in self.list_tasks()? {
+            self.remove_task(&task)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for root in self.hierarchy_roots() {
+            remove_tree(&root.join(&self.inner.root_name), deadline)?;
+        }
+        Ok(())
+    }
+
     /// Task ids that have a cgroup in any hierarchy (for garbage collection).
     pub fn list_tasks(&self) -> Result<Vec<String>, CgroupError> {
         let mut tasks = BTreeSet::new();
@@ -605,6 +585,45 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 
 pub fn mib_to_bytes(mib: u64) -> u64 {
     mib.saturating_mul(1024 * 1024)
+}
+
+/// The v1 hierarchies and the first v2 mount listed in a mountinfo file.
+fn hierarchies_from_mountinfo(text: &str) -> (Vec<V1Hierarchy>, Option<PathBuf>) {
+    let mut v1: Vec<V1Hierarchy> = Vec::new();
+    let mut v2 = None;
+    for line in text.lines() {
+        // Fields before " - " are fixed and optional tags; after it come the
+        // filesystem type, the source and the superblock options.
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mount_point = match left.split(' ').nth(4) {
+            Some(m) => PathBuf::from(unescape_mountinfo(m)),
+            None => continue,
+        };
+        let mut right = right.split(' ');
+        let fstype = right.next().unwrap_or("");
+        let super_opts = right.nth(1).unwrap_or("");
+        match fstype {
+            "cgroup2" if v2.is_none() => v2 = Some(mount_point),
+            "cgroup" => {
+                let controllers: Vec<String> = super_opts
+                    .split(',')
+                    .filter(|o| is_v1_controller(o))
+                    .map(str::to_owned)
+                    .collect();
+                // The same hierarchy can be mounted twice; keep the first.
+                if !controllers.is_empty() && !v1.iter().any(|h| h.controllers == controllers) {
+                    v1.push(V1Hierarchy {
+                        mount: mount_point,
+                        controllers,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    (v1, v2)
 }
 
 fn is_v1_controller(opt: &str) -> bool {
@@ -1010,6 +1029,45 @@ mod tests {
         }
         assert!(cg.stats("t", Some("../x")).is_err());
         assert!(Cgroups::with_fs_root(root.path(), CgroupLayout::Hybrid, "a/b").is_err());
+    }
+
+    #[test]
+    fn parses_mountinfo_of_both_layouts() {
+        let hybrid = "\
+31 23 0:28 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+32 31 0:29 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
+33 31 0:30 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd
+34 31 0:31 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:12 - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,nosuid shared:13 - cgroup cgroup rw,memory
+36 99 0:32 / /mnt/memory\\040again rw - cgroup cgroup rw,memory
+";
+        let (v1, v2) = hierarchies_from_mountinfo(hybrid);
+        assert_eq!(v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        let found: Vec<(String, Vec<String>)> = v1
+            .iter()
+            .map(|h| (h.mount.display().to_string(), h.controllers.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("/sys/fs/cgroup/systemd".into(), vec!["name=systemd".into()]),
+                (
+                    "/sys/fs/cgroup/cpu,cpuacct".into(),
+                    vec!["cpu".into(), "cpuacct".into()]
+                ),
+                ("/sys/fs/cgroup/memory".into(), vec!["memory".into()]),
+            ]
+        );
+        let unified = "25 1 0:22 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        let (v1, v2) = hierarchies_from_mountinfo(unified);
+        assert!(v1.is_empty());
+        assert_eq!(v2, Some(PathBuf::from("/sys/fs/cgroup")));
+    }
+
+    #[test]
+    fn handle_is_shareable() {
+        fn assert_shareable<T: Clone + Send + Sync>() {}
+        assert_shareable::<Cgroups>();
     }
 
     #[test]
