@@ -396,14 +396,17 @@ fn check_skew(signed_at: u64, now: u64) -> Result<(), AuthError> {
 
 /// The payload hash that goes into the canonical request.
 ///
-/// S3 signs whatever `X-Amz-Content-Sha256` declares (and requires it on
-/// header-signed requests); other services sign the SHA-256 of the body the
-/// server actually received.
+/// Like the SDKs, the verifier signs the `X-Amz-Content-Sha256` value when
+/// the request declares one, after checking it against the buffered body.
+/// S3 requires the header on header-signed requests and accepts
+/// `UNSIGNED-PAYLOAD`; other services without the header sign the SHA-256
+/// of the body the server actually received, and never go unsigned.
 fn payload_hash(
     request: &SignedRequest<'_>,
     service: &str,
     presigned: bool,
 ) -> Result<String, AuthError> {
+    let s3 = service == S3_SERVICE;
     let declared = match request.headers.get("x-amz-content-sha256") {
         Some(v) => Some(
             v.to_str()
@@ -412,41 +415,41 @@ fn payload_hash(
         ),
         None => None,
     };
-    if let Some(mode) = declared.as_deref().filter(|d| d.starts_with("STREAMING-")) {
-        return Err(AuthError::StreamingUnsupported {
-            mode: mode.to_string(),
-        });
-    }
     let actual = request.body.map(|b| hex::encode(Sha256::digest(b)));
-    if service == S3_SERVICE {
-        let declared = match (declared, presigned) {
-            (Some(d), _) => d,
-            (None, true) => UNSIGNED_PAYLOAD.to_string(),
-            (None, false) => return Err(AuthError::MissingContentSha256),
+    let Some(declared) = declared else {
+        return match (s3, presigned, actual) {
+            (true, false, _) => Err(AuthError::MissingContentSha256),
+            (true, true, _) => Ok(UNSIGNED_PAYLOAD.to_string()),
+            (false, _, Some(actual)) => Ok(actual),
+            // Nothing buffered and nothing declared: only an empty body can
+            // match, and the body reader must hold the request to that.
+            (false, _, None) => Ok(SHA256_EMPTY.to_string()),
         };
-        if declared != UNSIGNED_PAYLOAD {
-            let is_hex = declared.len() == 64 && declared.bytes().all(|b| b.is_ascii_hexdigit());
-            if !is_hex {
-                return Err(malformed(format!(
-                    "x-amz-content-sha256 {declared:?} is not a sha-256 hex digest"
-                )));
-            }
-            if let Some(actual) = actual {
-                if !declared.eq_ignore_ascii_case(&actual) {
-                    return Err(AuthError::PayloadHashMismatch { declared, actual });
-                }
-            }
-        }
-        Ok(declared)
-    } else {
-        match (actual, declared) {
-            (Some(actual), _) => Ok(actual),
-            // Without a buffered body the declared hash is all there is; the
-            // caller must check the streamed body against it.
-            (None, Some(declared)) => Ok(declared),
-            (None, None) => Ok(SHA256_EMPTY.to_string()),
+    };
+    if declared.starts_with("STREAMING-") {
+        return Err(AuthError::StreamingUnsupported { mode: declared });
+    }
+    if declared == UNSIGNED_PAYLOAD {
+        return if s3 {
+            Ok(declared)
+        } else {
+            Err(malformed(format!(
+                "{service} does not accept unsigned payloads"
+            )))
+        };
+    }
+    let is_hex = declared.len() == 64 && declared.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_hex {
+        return Err(malformed(format!(
+            "x-amz-content-sha256 {declared:?} is not a sha-256 hex digest"
+        )));
+    }
+    if let Some(actual) = actual {
+        if !declared.eq_ignore_ascii_case(&actual) {
+            return Err(AuthError::PayloadHashMismatch { declared, actual });
         }
     }
+    Ok(declared)
 }
 
 #[allow(clippy::too_many_arguments)]

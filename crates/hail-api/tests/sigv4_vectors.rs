@@ -146,12 +146,29 @@ fn tampering_with_signed_parts_is_rejected() {
         .insert("my-header2", HeaderValue::from_static("\"a b      c\"  "));
     f.verify_at(SIGNED_AT, SECRET).unwrap();
 
-    // Body changed (the payload hash is computed from what arrived).
+    // Body changed: it no longer matches the declared x-amz-content-sha256,
+    // and declaring the new body's hash breaks the signature instead.
     let mut f = Fixture::load("post-x-www-form-urlencoded.header.txt");
     f.body = b"Param1=value2".to_vec();
     assert!(matches!(
         f.verify_at(SIGNED_AT, SECRET),
+        Err(AuthError::PayloadHashMismatch { .. })
+    ));
+    let new_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&f.body));
+    f.headers.insert(
+        "x-amz-content-sha256",
+        HeaderValue::from_str(&new_hash).unwrap(),
+    );
+    assert!(matches!(
+        f.verify_at(SIGNED_AT, SECRET),
         Err(AuthError::SignatureMismatch { .. })
+    ));
+    // Dropping a signed header is refused before any hashing.
+    let mut f = Fixture::load("post-x-www-form-urlencoded.header.txt");
+    f.headers.remove("x-amz-content-sha256");
+    assert!(matches!(
+        f.verify_at(SIGNED_AT, SECRET),
+        Err(AuthError::Malformed { .. })
     ));
 
     // Query value changed.
