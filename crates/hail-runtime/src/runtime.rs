@@ -556,7 +556,11 @@ pub fn images_in_use(data_dir: &Path) -> Result<HashSet<crate::digest::Digest>, 
             continue;
         }
         if let Ok(Some(task)) = durable::read_json::<ShimTask>(&dir.join(TASK_FILE)) {
-            digests.extend(task.containers.into_iter().filter_map(|c| c.image_config_digest));
+            digests.extend(
+                task.containers
+                    .into_iter()
+                    .filter_map(|c| c.image_config_digest),
+            );
         }
     }
     Ok(digests)

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use hail_runtime::logs::{LogFollower, Stream};
 use hail_runtime::runtime::{Runtime, RuntimeConfig};
 use hail_runtime::spec::{ContainerSpec, NetworkMode, TaskSpec, Ulimit};
-use hail_runtime::task::{TaskPhase, TaskStatus};
+use hail_runtime::task::{StopCause, TaskPhase, TaskStatus};
 
 #[derive(Subcommand)]
 pub enum RuntimeCommand {
@@ -213,7 +213,16 @@ async fn run_task(runtime: &Runtime, args: RunArgs) -> anyhow::Result<i32> {
         });
     }
     let status = follow(runtime, &spec.id, Some(&args.name)).await?;
-    if status.containers.iter().any(|c| c.exit.is_none()) || status.stop.is_some() {
+    let ended_on_its_own = matches!(
+        status.stop,
+        Some(StopCause::EssentialContainerExited { .. } | StopCause::AllContainersExited)
+    );
+    if !ended_on_its_own
+        || status
+            .containers
+            .iter()
+            .any(|c| c.exit.is_none() || c.reason.is_some())
+    {
         report(&status);
     }
     Ok(status.exit_code().unwrap_or(125))

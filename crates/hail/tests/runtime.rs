@@ -19,7 +19,10 @@ async fn exit_code_args_env_workdir_and_user() {
         "main",
         "echo args:$0:$1; echo env:$GREETING; echo cwd:$(pwd); echo id:$(id -u):$(id -g); exit 7",
     );
-    c.command.as_mut().unwrap().push("first".into());
+    c.command
+        .as_mut()
+        .unwrap()
+        .extend(["zero".into(), "first".into()]);
     c.environment
         .push(("GREETING".into(), "hello world".into()));
     c.working_directory = Some("/tmp".into());
@@ -41,7 +44,7 @@ async fn exit_code_args_env_workdir_and_user() {
     );
     assert_eq!(
         h.stdout(&spec.id, "main"),
-        "args:/bin/sh:first\nenv:hello world\ncwd:/tmp\nid:1000:1000\n"
+        "args:zero:first\nenv:hello world\ncwd:/tmp\nid:1000:1000\n"
     );
     h.teardown().await;
 }
@@ -282,12 +285,22 @@ async fn fork_bomb_stops_at_the_pids_limit() {
         return;
     }
     let h = Harness::new("pids").await;
-    let mut c = sh("bomb", "n=0; while [ $n -lt 300 ]; do sleep 30 & n=$((n+1)); done 2>/dev/null; echo spawned; sleep 30");
+    // The inner shell forks until the limit stops it; its sleepers stay in the
+    // container, held by the outer shell, which needs no fork to wait.
+    let mut c = sh(
+        "bomb",
+        "sh -c 'n=0; while [ $n -lt 300 ]; do sleep 30 & n=$((n+1)); done'; echo bomb-ended; exec sleep 30",
+    );
     c.pids_limit = Some(64);
     let spec = h.task(vec![c]);
     h.runtime.start_task(&spec).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_output(&h, &spec.id, "bomb", "bomb-ended").await;
     let stats = h.runtime.stats(&spec.id, Some("bomb")).unwrap();
+    assert!(
+        h.stderr(&spec.id, "bomb").contains("can't fork"),
+        "{}",
+        h.stderr(&spec.id, "bomb")
+    );
     assert!(stats.pids_current <= 64, "{stats:?}");
     assert!(stats.pids_current >= 32, "the bomb did run: {stats:?}");
     // The host still forks.
