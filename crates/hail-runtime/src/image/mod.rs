@@ -4,6 +4,8 @@
 //! content store; its layers are unpacked once per diff id into snapshots that
 //! every container using them shares as overlay lower directories.
 
+pub mod registry;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
