@@ -313,6 +313,36 @@ async fn docker_manifests_and_manifest_lists() {
         }
         e => panic!("expected NoMatchingPlatform, got {e}"),
     }
+
+    // An artifact that is not a container image: the registry takes it (its
+    // blobs exist), the pull refuses it before downloading anything.
+    let mut artifact: serde_json::Value =
+        serde_json::from_slice(&registry_harness::raw_manifest(&oci.reference)).unwrap();
+    artifact["layers"][0]["mediaType"] = "application/vnd.wasm.content.layer.v1+wasm".into();
+    let (status, body) = registry_harness::http(
+        registry.addr,
+        "PUT",
+        "/v2/hail/multi/manifests/wasm",
+        &[("Content-Type", oci_type)],
+        artifact.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let fresh = ContentStore::open(work.path().join("fresh")).unwrap();
+    let wasm = format!("{}/hail/multi:wasm", registry.host());
+    let err = pull(&fresh, &wasm, &PullOptions::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    match err {
+        RegistryError::UnsupportedMediaType {
+            what, media_type, ..
+        } => {
+            assert_eq!(what, "layer");
+            assert_eq!(media_type, "application/vnd.wasm.content.layer.v1+wasm");
+        }
+        e => panic!("expected UnsupportedMediaType, got {e}"),
+    }
+    assert!(fresh.list().unwrap().is_empty());
 }
 
 #[tokio::test]
