@@ -15,6 +15,8 @@ pub mod snapshot;
 pub mod store;
 pub mod unpack;
 
+pub mod registry;
+
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
