@@ -911,3 +911,498 @@ impl Attachment {
             .and_then(|kv| kv.value.as_deref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::ecs::decode::decode;
+    use crate::ecs::task_definition::RegisterTaskDefinitionInput;
+    use crate::ecs::validate::ErrorCode;
+
+    const TOM_THUMB: &str = include_str!("../../testdata/tom-thumb-task.json");
+
+    fn tom_thumb() -> TaskDefinition {
+        let input: RegisterTaskDefinitionInput = decode(TOM_THUMB).unwrap();
+        TaskDefinition::register(input, &Scope::default(), 3, Timestamp::from_secs(1), None)
+            .unwrap()
+            .0
+    }
+
+    /// What the workshop's invoker sends through boto3's `run_task`.
+    fn invoker_request() -> Value {
+        json!({
+            "cluster": "default",
+            "launchType": "FARGATE",
+            "taskDefinition": "tom-thumb-task",
+            "count": 1,
+            "platformVersion": "LATEST",
+            "networkConfiguration": {
+                "awsvpcConfiguration": {"subnets": ["subnet-0123"], "assignPublicIp": "ENABLED"}
+            },
+            "overrides": {
+                "containerOverrides": [{
+                    "name": "tom-thumb-container",
+                    "environment": [
+                        {"name": "INPUT_VIDEO_FILE_URL", "value": "http://127.0.0.1:9000/bucket/video/cat.mp4"},
+                        {"name": "OUTPUT_THUMBS_FILE_NAME", "value": "thumbnail_cat_1732797623_4821.png"}
+                    ]
+                }]
+            }
+        })
+    }
+
+    fn run_input(v: &Value) -> RunTaskInput {
+        decode(&v.to_string()).unwrap()
+    }
+
+    #[test]
+    fn invoker_request_is_accepted() {
+        let input = run_input(&invoker_request());
+        let scope = Scope::default();
+        input.validate(&scope).unwrap();
+        input.check_against(&tom_thumb()).unwrap();
+        assert_eq!(input.count(), 1);
+        assert_eq!(input.cluster_name(&scope).unwrap(), "default");
+        assert_eq!(
+            input.task_definition_ref(&scope).unwrap().to_string(),
+            "tom-thumb-task"
+        );
+        assert_eq!(input.max_runtime_seconds().unwrap(), None);
+        // The body echoes as sent.
+        assert_eq!(serde_json::to_value(&input).unwrap(), {
+            let mut v = invoker_request();
+            v["overrides"]["inferenceAcceleratorOverrides"] = json!([]);
+            v
+        });
+    }
+
+    #[test]
+    fn enable_ecs_managed_tags_keeps_its_wire_name() {
+        let input = run_input(&json!({"taskDefinition": "t", "enableECSManagedTags": true}));
+        assert_eq!(input.enable_ecs_managed_tags, Some(true));
+        let err = decode::<RunTaskInput>(r#"{"taskDefinition":"t","enableEcsManagedTags":true}"#)
+            .unwrap_err();
+        assert_eq!(err.unknown_field.as_deref(), Some("enableEcsManagedTags"));
+    }
+
+    #[test]
+    fn environment_overrides_merge_by_name() {
+        let input = run_input(&invoker_request());
+        let containers = effective_containers(&tom_thumb(), input.overrides.as_ref()).unwrap();
+        assert_eq!(containers.len(), 1);
+        let c = &containers[0];
+        assert_eq!(c.name, "tom-thumb-container");
+        assert!(c.essential);
+        let env: Vec<(&str, &str)> = c
+            .environment
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            env,
+            vec![
+                ("AWS_REGION", "us-east-1"),
+                (
+                    "INPUT_VIDEO_FILE_URL",
+                    "http://127.0.0.1:9000/bucket/video/cat.mp4"
+                ),
+                ("OUTPUT_S3_PATH", "tom-thumb-bucket/thumbnail"),
+                (
+                    "OUTPUT_THUMBS_FILE_NAME",
+                    "thumbnail_cat_1732797623_4821.png"
+                ),
+                ("POSITION_TIME_DURATION", "00:01"),
+            ]
+        );
+    }
+
+    #[test]
+    fn command_cpu_and_memory_overrides_replace() {
+        let mut def = tom_thumb();
+        def.container_definitions[0].command = Some(vec!["thumb".into()]);
+        def.container_definitions[0].memory = Some(512);
+        def.container_definitions[0].cpu = 128;
+        let overrides = TaskOverride {
+            container_overrides: vec![ContainerOverride {
+                name: Some("tom-thumb-container".into()),
+                command: Some(vec!["thumb".into(), "--fast".into()]),
+                environment: Some(vec![KeyValuePair::new("EXTRA", "1")]),
+                cpu: Some(256),
+                memory: Some(768),
+                memory_reservation: Some(256),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let c = &effective_containers(&def, Some(&overrides)).unwrap()[0];
+        assert_eq!(
+            c.command.as_deref(),
+            Some(&["thumb".to_owned(), "--fast".to_owned()][..])
+        );
+        assert_eq!(
+            (c.cpu, c.memory, c.memory_reservation),
+            (256, Some(768), Some(256))
+        );
+        assert_eq!(
+            c.environment.last().unwrap(),
+            &("EXTRA".to_owned(), "1".to_owned())
+        );
+        assert_eq!(c.environment.len(), 6);
+        // Without overrides the definition's values stand.
+        let c = &effective_containers(&def, None).unwrap()[0];
+        assert_eq!(c.command.as_deref(), Some(&["thumb".to_owned()][..]));
+        assert_eq!(
+            (c.cpu, c.memory, c.memory_reservation),
+            (128, Some(512), None)
+        );
+    }
+
+    #[test]
+    fn override_of_unknown_container_is_refused() {
+        let mut req = invoker_request();
+        req["overrides"]["containerOverrides"][0]["name"] = json!("tom-thumb");
+        let input = run_input(&req);
+        let err = effective_containers(&tom_thumb(), input.overrides.as_ref()).unwrap_err();
+        assert_eq!(err.field, "overrides.containerOverrides[0].name");
+        assert_eq!(
+            err.message,
+            "container override names \"tom-thumb\", which task definition tom-thumb-task:3 does \
+             not have"
+        );
+        assert_eq!(err.code, ErrorCode::InvalidParameterException);
+        assert!(input.check_against(&tom_thumb()).is_err());
+    }
+
+    #[test]
+    fn override_memory_must_stay_consistent() {
+        let overrides = TaskOverride {
+            container_overrides: vec![ContainerOverride {
+                name: Some("tom-thumb-container".into()),
+                memory: Some(128),
+                memory_reservation: Some(256),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let err = effective_containers(&tom_thumb(), Some(&overrides)).unwrap_err();
+        assert!(err.message.contains("greater than memory 128"), "{err}");
+        let overrides = TaskOverride {
+            container_overrides: vec![ContainerOverride {
+                name: Some("tom-thumb-container".into()),
+                memory: Some(4),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let err = effective_containers(&tom_thumb(), Some(&overrides)).unwrap_err();
+        assert!(err.message.contains("below the minimum 6 MiB"), "{err}");
+    }
+
+    #[test]
+    fn task_size_overrides() {
+        let def = tom_thumb();
+        assert_eq!(
+            effective_task_size(&def, None).unwrap(),
+            TaskSize {
+                cpu: Some(256),
+                memory: Some(1024)
+            }
+        );
+        let o = TaskOverride {
+            cpu: Some("0.5 vCPU".into()),
+            memory: Some("4 GB".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            effective_task_size(&def, Some(&o)).unwrap(),
+            TaskSize {
+                cpu: Some(512),
+                memory: Some(4096)
+            }
+        );
+        let o = TaskOverride {
+            memory: Some("4096".into()),
+            ..Default::default()
+        };
+        let err = effective_task_size(&def, Some(&o)).unwrap_err();
+        assert!(
+            err.message.starts_with("No Fargate configuration exists"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn run_task_validation_failures() {
+        let scope = Scope::default();
+        let cases: Vec<(&str, Value)> = vec![
+            ("count", json!({"count": 0})),
+            ("count", json!({"count": 11})),
+            ("taskDefinition", json!({"taskDefinition": "tom thumb"})),
+            (
+                "taskDefinition",
+                json!({"taskDefinition": "tom-thumb-task:0"}),
+            ),
+            ("cluster", json!({"cluster": "no/such"})),
+            ("startedBy", json!({"startedBy": "x".repeat(37)})),
+            ("startedBy", json!({"startedBy": "has space"})),
+            (
+                "launchType",
+                json!({"capacityProviderStrategy": [{"capacityProvider": "FARGATE"}]}),
+            ),
+            (
+                "tags[0].key",
+                json!({"tags": [{"key": "aws:x", "value": "y"}]}),
+            ),
+            (
+                "tags",
+                json!({"tags": [{"key": "hail:maxRuntimeSeconds", "value": "soon"}]}),
+            ),
+            (
+                "tags",
+                json!({"tags": [{"key": "hail:maxRuntimeSeconds", "value": "0"}]}),
+            ),
+            (
+                "networkConfiguration.awsvpcConfiguration.subnets",
+                json!({"networkConfiguration": {"awsvpcConfiguration": {"subnets": []}}}),
+            ),
+            ("overrides.cpu", json!({"overrides": {"cpu": "fast"}})),
+            (
+                "overrides.containerOverrides[0].name",
+                json!({"overrides": {"containerOverrides": [{"command": ["x"]}]}}),
+            ),
+            (
+                "overrides.containerOverrides[1].name",
+                json!({"overrides": {"containerOverrides": [{"name": "a"}, {"name": "a"}]}}),
+            ),
+            (
+                "overrides.ephemeralStorage.sizeInGiB",
+                json!({"overrides": {"ephemeralStorage": {"sizeInGiB": 500}}}),
+            ),
+            ("clientToken", json!({"clientToken": "t".repeat(65)})),
+            (
+                "placementStrategy[0].type",
+                json!({"placementStrategy": [{"type": "nearest"}]}),
+            ),
+        ];
+        for (field, change) in cases {
+            let mut req = invoker_request();
+            for (k, v) in change.as_object().unwrap() {
+                req[k] = v.clone();
+            }
+            let err = run_input(&req)
+                .validate(&scope)
+                .expect_err(&format!("{change} should fail"));
+            assert_eq!(err.field, field, "{change}: {err}");
+        }
+    }
+
+    #[test]
+    fn max_runtime_tag() {
+        let mut req = invoker_request();
+        req["tags"] = json!([{"key": "hail:maxRuntimeSeconds", "value": "600"}]);
+        let input = run_input(&req);
+        input.validate(&Scope::default()).unwrap();
+        assert_eq!(input.max_runtime_seconds().unwrap(), Some(600));
+        let too_long = [Tag::new(
+            MAX_RUNTIME_TAG,
+            (MAX_RUNTIME_LIMIT_SECS + 1).to_string(),
+        )];
+        assert!(max_runtime_from_tags(&too_long, "tags").is_err());
+    }
+
+    #[test]
+    fn check_against_definition() {
+        let def = tom_thumb();
+        let mut req = invoker_request();
+        req.as_object_mut().unwrap().remove("networkConfiguration");
+        let err = run_input(&req).check_against(&def).unwrap_err();
+        assert_eq!(err.field, "networkConfiguration");
+
+        let mut ec2_only = def.clone();
+        ec2_only.compatibilities = vec![Compatibility::Ec2];
+        ec2_only.requires_compatibilities = None;
+        let err = run_input(&invoker_request())
+            .check_against(&ec2_only)
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "Task definition does not support launch_type FARGATE."
+        );
+
+        let mut inactive = def;
+        inactive.status = TaskDefinitionStatus::Inactive;
+        let err = run_input(&invoker_request())
+            .check_against(&inactive)
+            .unwrap_err();
+        assert_eq!(err.message, "TaskDefinition is inactive");
+    }
+
+    #[test]
+    fn task_status_only_moves_forward() {
+        use TaskStatus::*;
+        let order = [
+            Provisioning,
+            Pending,
+            Activating,
+            Running,
+            Deactivating,
+            Stopping,
+            Deprovisioning,
+            Stopped,
+        ];
+        for (i, a) in order.iter().enumerate() {
+            for (j, b) in order.iter().enumerate() {
+                assert_eq!(a.can_become(*b), j > i, "{a:?} -> {b:?}");
+            }
+        }
+        let mut s = Pending;
+        s.transition(Stopped, "task abc").unwrap();
+        assert_eq!(s, Stopped);
+        let err = s.transition(Running, "task abc").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "task abc cannot go from STOPPED to RUNNING"
+        );
+        assert_eq!(
+            serde_json::to_value(Deprovisioning).unwrap(),
+            "DEPROVISIONING"
+        );
+        assert!(ContainerStatus::Pending.can_become(ContainerStatus::Stopped));
+        assert!(!ContainerStatus::Stopped.can_become(ContainerStatus::Running));
+    }
+
+    #[test]
+    fn stop_codes_use_ecs_words() {
+        assert_eq!(
+            serde_json::to_value(StopCode::EssentialContainerExited).unwrap(),
+            "EssentialContainerExited"
+        );
+        assert_eq!(
+            serde_json::to_value(StopCode::HailMaxRuntimeExceeded).unwrap(),
+            "HailMaxRuntimeExceeded"
+        );
+        let c: StopCode = serde_json::from_value(json!("TaskFailedToStart")).unwrap();
+        assert_eq!(c, StopCode::TaskFailedToStart);
+    }
+
+    #[test]
+    fn task_output_shape() {
+        let scope = Scope::default();
+        let id = "0123456789abcdef0123456789abcdef";
+        let task_arn = scope.task_arn("default", id);
+        let task = Task {
+            task_arn: task_arn.clone(),
+            cluster_arn: scope.cluster_arn("default"),
+            task_definition_arn: scope.task_definition_arn("tom-thumb-task", 3),
+            containers: vec![Container {
+                container_arn: scope.container_arn(
+                    "default",
+                    id,
+                    "c0ffee00-0000-4000-8000-000000000001",
+                ),
+                task_arn: task_arn.clone(),
+                name: "tom-thumb-container".into(),
+                image: Some("tom-thumb:latest".into()),
+                image_digest: None,
+                runtime_id: None,
+                last_status: ContainerStatus::Stopped,
+                exit_code: Some(0),
+                reason: None,
+                network_bindings: vec![],
+                network_interfaces: vec![NetworkInterface {
+                    attachment_id: Some("eni-att-1".into()),
+                    private_ipv4_address: Some("10.88.0.5".into()),
+                    ipv6_address: None,
+                }],
+                health_status: Some(HealthStatus::Unknown),
+                cpu: Some("0".into()),
+                memory: None,
+                memory_reservation: None,
+            }],
+            last_status: TaskStatus::Stopped,
+            desired_status: TaskStatus::Stopped,
+            cpu: Some("256".into()),
+            memory: Some("1024".into()),
+            launch_type: Some(LaunchType::Fargate),
+            capacity_provider_name: None,
+            platform_version: Some("1.4.0".into()),
+            platform_family: Some("Linux".into()),
+            connectivity: Some(Connectivity::Connected),
+            connectivity_at: Some(Timestamp::from_millis(1_732_797_623_100)),
+            pull_started_at: None,
+            pull_stopped_at: None,
+            created_at: Some(Timestamp::from_millis(1_732_797_623_000)),
+            started_at: Some(Timestamp::from_millis(1_732_797_623_250)),
+            stopping_at: Some(Timestamp::from_millis(1_732_797_633_000)),
+            stopped_at: Some(Timestamp::from_millis(1_732_797_633_500)),
+            execution_stopped_at: Some(Timestamp::from_millis(1_732_797_633_400)),
+            stop_code: Some(StopCode::EssentialContainerExited),
+            stopped_reason: Some("Essential container in task exited".into()),
+            group: Some("family:tom-thumb-task".into()),
+            started_by: None,
+            tags: vec![],
+            attachments: vec![Attachment::eni(
+                "eni-att-1",
+                "DELETED",
+                &EniDetails {
+                    subnet_id: "subnet-0123".into(),
+                    network_interface_id: "eni-0a1b".into(),
+                    mac_address: "02:42:0a:58:00:05".into(),
+                    private_ipv4_address: "10.88.0.5".into(),
+                },
+            )],
+            availability_zone: Some("us-east-1a".into()),
+            version: 5,
+            overrides: Some(TaskOverride::default()),
+            ephemeral_storage: Some(EphemeralStorage { size_in_gib: 20 }),
+            health_status: Some(HealthStatus::Unknown),
+            enable_execute_command: Some(false),
+        };
+        let v = serde_json::to_value(&task).unwrap();
+        assert_eq!(v["createdAt"], json!(1_732_797_623));
+        assert_eq!(v["startedAt"], json!(1_732_797_623.25));
+        assert_eq!(v["lastStatus"], "STOPPED");
+        assert_eq!(v["stopCode"], "EssentialContainerExited");
+        assert_eq!(v["launchType"], "FARGATE");
+        assert_eq!(v["connectivity"], "CONNECTED");
+        assert_eq!(v["containers"][0]["exitCode"], 0);
+        assert_eq!(v["containers"][0]["lastStatus"], "STOPPED");
+        assert_eq!(
+            v["containers"][0]["networkInterfaces"][0]["privateIpv4Address"],
+            "10.88.0.5"
+        );
+        assert_eq!(v["attachments"][0]["type"], "ElasticNetworkInterface");
+        assert_eq!(
+            v["attachments"][0]["details"][3],
+            json!({"name": "privateIPv4Address", "value": "10.88.0.5"})
+        );
+        assert_eq!(
+            task.attachments[0].detail("networkInterfaceId"),
+            Some("eni-0a1b")
+        );
+        assert_eq!(
+            v["overrides"],
+            json!({"containerOverrides": [], "inferenceAcceleratorOverrides": []})
+        );
+        for absent in ["pullStartedAt", "startedBy", "capacityProviderName"] {
+            assert!(v.get(absent).is_none(), "{absent}");
+        }
+        assert!(v["containers"][0].get("memory").is_none());
+        let back: Task = serde_json::from_value(v).unwrap();
+        assert_eq!(back, task);
+        let out = RunTaskOutput {
+            tasks: vec![],
+            failures: vec![Failure {
+                arn: Some(scope.task_definition_arn("gone", 1)),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(&out).unwrap(),
+            json!({"tasks": [], "failures": [{"arn": "arn:aws:ecs:us-east-1:000000000000:task-definition/gone:1", "reason": "MISSING"}]})
+        );
+    }
+}

@@ -687,3 +687,6 @@ fn validate_task_size(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, V
     }
     Ok(TaskSize { cpu, memory })
 }
+
+#[cfg(test)]
+mod tests;
