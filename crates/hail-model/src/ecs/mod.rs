@@ -14,7 +14,7 @@ pub use decode::{decode, DecodeError};
 pub use tags::Tag;
 pub use task::{
     effective_containers, Container, EffectiveContainer, Failure, RunTaskInput, StopCode, Task,
-    TaskStatus,
+    TaskStatus, TransitionError,
 };
 pub use task_definition::{
     ContainerDefinition, KeyValuePair, RegisterTaskDefinitionInput, TaskDefinition,

@@ -421,6 +421,14 @@ impl TaskOverride {
                     "a container override needs the name of the container it changes",
                 ));
             };
+            for (j, kv) in o.environment.iter().flatten().enumerate() {
+                if kv.name.as_deref().is_none_or(str::is_empty) {
+                    return Err(ValidationError::invalid_parameter(
+                        format!("overrides.containerOverrides[{i}].environment[{j}].name"),
+                        format!("container {name:?}: environment override {j} has no name"),
+                    ));
+                }
+            }
             if !names.insert(name) {
                 return Err(ValidationError::invalid_parameter(
                     field,
@@ -1181,6 +1189,10 @@ mod tests {
                 json!({"overrides": {"ephemeralStorage": {"sizeInGiB": 500}}}),
             ),
             ("clientToken", json!({"clientToken": "t".repeat(65)})),
+            (
+                "overrides.containerOverrides[0].environment[0].name",
+                json!({"overrides": {"containerOverrides": [{"name": "a", "environment": [{"value": "v"}]}]}}),
+            ),
             (
                 "placementStrategy[0].type",
                 json!({"placementStrategy": [{"type": "nearest"}]}),

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::tags::Tag;
+use super::task::TransitionError;
 use super::timestamp::Timestamp;
 use super::validate::{self, ValidationError};
 use crate::arn::Scope;
@@ -197,6 +198,32 @@ impl TaskDefinition {
             container_definitions: containers,
         };
         Ok((definition, input.tags.unwrap_or_default()))
+    }
+
+    /// Deregisters this revision at `at`: ACTIVE becomes INACTIVE, with
+    /// `deregisteredAt` set. Tasks already running keep running; new runs are
+    /// refused ([`crate::ecs::task::RunTaskInput::check_against`]).
+    pub fn deregister(&mut self, at: Timestamp) -> Result<(), TransitionError> {
+        self.move_to(TaskDefinitionStatus::Inactive)?;
+        self.deregistered_at = Some(at);
+        Ok(())
+    }
+
+    /// Marks this INACTIVE revision for deletion (DELETE_IN_PROGRESS).
+    pub fn begin_delete(&mut self) -> Result<(), TransitionError> {
+        self.move_to(TaskDefinitionStatus::DeleteInProgress)
+    }
+
+    fn move_to(&mut self, next: TaskDefinitionStatus) -> Result<(), TransitionError> {
+        if !self.status.can_become(next) {
+            return Err(TransitionError {
+                what: format!("task definition {}", self.family_revision()),
+                from: self.status.as_str(),
+                to: next.as_str(),
+            });
+        }
+        self.status = next;
+        Ok(())
     }
 
     /// `family:revision`, the short name ECS accepts wherever a definition is named.
@@ -426,6 +453,15 @@ pub enum TaskDefinitionStatus {
 }
 
 impl TaskDefinitionStatus {
+    /// The word ECS uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Inactive => "INACTIVE",
+            Self::DeleteInProgress => "DELETE_IN_PROGRESS",
+        }
+    }
+
     /// Whether a revision in this status may move to `next`: ACTIVE →
     /// INACTIVE (deregister) → DELETE_IN_PROGRESS (delete), never back.
     pub fn can_become(self, next: TaskDefinitionStatus) -> bool {
@@ -1171,5 +1207,20 @@ mod tests {
             serde_json::to_value(DeleteInProgress).unwrap(),
             "DELETE_IN_PROGRESS"
         );
+
+        let mut def = registered();
+        let err = def.begin_delete().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "task definition tom-thumb-task:1 cannot go from ACTIVE to DELETE_IN_PROGRESS"
+        );
+        def.deregister(Timestamp::from_secs(1_732_800_000)).unwrap();
+        assert_eq!(def.status, Inactive);
+        let out = serde_json::to_value(&def).unwrap();
+        assert_eq!(out["status"], "INACTIVE");
+        assert_eq!(out["deregisteredAt"], 1_732_800_000);
+        assert!(def.deregister(Timestamp::from_secs(1_732_800_001)).is_err());
+        def.begin_delete().unwrap();
+        assert_eq!(def.status, DeleteInProgress);
     }
 }
