@@ -1065,6 +1065,28 @@ mod tests {
     }
 
     #[test]
+    fn bad_values_name_their_field() {
+        let mut doc: Value = serde_json::from_str(TOM_THUMB).unwrap();
+        doc["networkMode"] = json!("awsvpcc");
+        let err = decode::<RegisterTaskDefinitionInput>(&doc.to_string()).unwrap_err();
+        assert_eq!(err.path, "networkMode");
+        assert!(
+            err.message.starts_with("unknown variant `awsvpcc`"),
+            "{err}"
+        );
+
+        let mut doc: Value = serde_json::from_str(TOM_THUMB).unwrap();
+        doc["containerDefinitions"][0]["memory"] = json!(-1);
+        let err = decode::<RegisterTaskDefinitionInput>(&doc.to_string()).unwrap_err();
+        assert_eq!(err.path, "containerDefinitions[0].memory");
+
+        let mut doc: Value = serde_json::from_str(TOM_THUMB).unwrap();
+        doc.as_object_mut().unwrap().remove("family");
+        let err = decode::<RegisterTaskDefinitionInput>(&doc.to_string()).unwrap_err();
+        assert!(err.message.starts_with("missing field `family`"), "{err}");
+    }
+
+    #[test]
     fn every_container_field_parses() {
         let doc = json!({
             "family": "full",
