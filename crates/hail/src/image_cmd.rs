@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use hail_runtime::digest::Digest;
+use hail_runtime::image::registry::{Insecure, PullOptions, RegistryAuth};
 use hail_runtime::image::{Image, ImageStore};
 use hail_runtime::progress::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,6 +22,20 @@ pub enum ImageCommand {
         /// The archive, tarball or OCI layout directory.
         file: PathBuf,
     },
+    /// Pull an image from an OCI/Docker registry (plain HTTP for loopback registries).
+    Pull {
+        /// Reference, e.g. `127.0.0.1:5000/busybox:latest`.
+        reference: String,
+        /// Registry user name (basic auth, or the credentials behind a token server).
+        #[arg(long, env = "HAIL_REGISTRY_USERNAME")]
+        username: Option<String>,
+        /// Registry password.
+        #[arg(long, env = "HAIL_REGISTRY_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Registry host[:port] to reach over plain HTTP (repeatable; loopback always is).
+        #[arg(long)]
+        insecure_registry: Vec<String>,
+    },
     /// List images.
     Ls,
     /// Forget an image by name or id; its data goes at the next `gc`.
@@ -33,12 +48,50 @@ pub enum ImageCommand {
 }
 
 pub async fn run(cmd: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
+    if let ImageCommand::Pull {
+        reference,
+        username,
+        password,
+        insecure_registry,
+    } = cmd
+    {
+        return pull(data_dir, &reference, username, password, insecure_registry).await;
+    }
     let data_dir = data_dir.to_owned();
     let in_use = hail_runtime::runtime::images_in_use(&data_dir)?;
     // The store does blocking file I/O and unpacking; keep it off the runtime.
     tokio::task::spawn_blocking(move || run_blocking(cmd, &data_dir, &in_use))
         .await
         .context("image command panicked")?
+}
+
+async fn pull(
+    data_dir: &Path,
+    reference: &str,
+    username: Option<String>,
+    password: Option<String>,
+    insecure_registry: Vec<String>,
+) -> anyhow::Result<()> {
+    let store = ImageStore::open(data_dir)
+        .with_context(|| format!("opening the image store in {}", data_dir.display()))?;
+    let auth = match (username, password) {
+        (Some(username), Some(password)) => RegistryAuth::Basic { username, password },
+        (None, None) => RegistryAuth::Anonymous,
+        _ => anyhow::bail!("--username and --password go together"),
+    };
+    let insecure = if insecure_registry.is_empty() {
+        Insecure::Loopback
+    } else {
+        Insecure::Registries(insecure_registry)
+    };
+    let bars = Bars::default();
+    let image = store
+        .pull(reference, &PullOptions { auth, insecure }, &bars)
+        .await;
+    bars.clear();
+    let image = image?;
+    println!("{} {}", image.name, image.config_digest);
+    Ok(())
 }
 
 /// Runs `cmd` with `in_use` as the config digests of images that running
@@ -58,6 +111,7 @@ pub fn run_blocking(
             let image = image?;
             println!("{} {}", image.name, image.config_digest);
         }
+        ImageCommand::Pull { .. } => anyhow::bail!("pull runs asynchronously"),
         ImageCommand::Ls => print!("{}", table(&store.list()?)),
         ImageCommand::Rm { name } => {
             store.remove(&name, in_use)?;

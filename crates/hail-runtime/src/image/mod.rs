@@ -67,6 +67,8 @@ pub enum ImageError {
     InvalidIndex { path: PathBuf, reason: String },
     #[error(transparent)]
     Content(#[from] ContentError),
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -20,6 +20,7 @@ use nix::fcntl::{Flock, FlockArg};
 use oci_client::Reference;
 use serde::{Deserialize, Serialize};
 
+use super::registry;
 use super::snapshot::{lock_file, Snapshots};
 use super::unpack::UnpackPolicy;
 use super::{archive, Image, ImageConfig, ImageError, Layer};
@@ -269,6 +270,19 @@ impl ImageStore {
         Ok(IngestGuard {
             _lock: lock_file(&self.root.join("gc.lock"), FlockArg::LockShared)?,
         })
+    }
+
+    /// Pulls `reference` from its registry (see [`registry::pull`]) and records
+    /// it under its normalised name.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        opts: &registry::PullOptions,
+        progress: &dyn Progress,
+    ) -> Result<Image, ImageError> {
+        let _ingest = self.ingest_guard()?;
+        let pulled = registry::pull(&self.content, reference, opts, progress).await?;
+        self.add_from_manifest(&pulled.name, &pulled.manifest_digest)
     }
 
     fn read_index(&self) -> Result<Vec<Image>, ImageError> {
