@@ -27,9 +27,7 @@ use crate::shim::{
     SHIM_LOG_FILE, SOCKET_FILE, STATE_FILE, TASK_FILE, TASK_FILE_VERSION,
 };
 use crate::spec::{ContainerSpec, NetworkMode, TaskSpec};
-use crate::task::{
-    ContainerExit, ContainerPhase, StopCause, TaskPhase, TaskStatus, STATUS_VERSION,
-};
+use crate::task::{ContainerExit, ContainerPhase, StopCause, TaskPhase, TaskStatus};
 
 /// At most this many containers in a task, as ECS allows.
 pub const MAX_CONTAINERS: usize = 10;
@@ -483,32 +481,7 @@ impl Runtime {
             let _ = cgroups.remove_task(id);
         }
         let at = now();
-        let mut status = recorded.unwrap_or_else(|| TaskStatus {
-            version: STATUS_VERSION,
-            id: id.to_owned(),
-            phase: TaskPhase::Starting,
-            containers: task
-                .containers
-                .iter()
-                .map(|c| crate::task::ContainerStatus {
-                    name: c.name.clone(),
-                    phase: ContainerPhase::Created,
-                    pid: None,
-                    exit: None,
-                    reason: None,
-                    started_at: None,
-                    finished_at: None,
-                    essential: c.essential,
-                })
-                .collect(),
-            stop: None,
-            network: Some(task.network.clone()),
-            created_at: task.created_at.clone(),
-            started_at: None,
-            stopping_at: None,
-            stopped_at: None,
-            shim_pid: None,
-        });
+        let mut status = recorded.unwrap_or_else(|| task.initial_status());
         for c in &mut status.containers {
             if c.phase != ContainerPhase::Stopped {
                 if c.phase == ContainerPhase::Running {

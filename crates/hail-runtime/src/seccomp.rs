@@ -708,25 +708,7 @@ mod tests {
     use super::*;
 
     fn docker_caps() -> HashSet<Capability> {
-        use Capability as C;
-        [
-            C::Chown,
-            C::DacOverride,
-            C::Fsetid,
-            C::Fowner,
-            C::Mknod,
-            C::NetRaw,
-            C::Setgid,
-            C::Setuid,
-            C::Setfcap,
-            C::Setpcap,
-            C::NetBindService,
-            C::SysChroot,
-            C::Kill,
-            C::AuditWrite,
-        ]
-        .into_iter()
-        .collect()
+        crate::bundle::default_capabilities()
     }
 
     fn rules_for<'a>(p: &'a LinuxSeccomp, name: &str) -> Vec<&'a LinuxSyscall> {

@@ -359,7 +359,9 @@ fn privileges_are_dockers() {
 /// Runs `inner` in a child shell and reports how it ended, then idles, so
 /// the container (and its cgroup) outlive the OOM kill.
 fn survivor(inner: &str) -> String {
-    format!("sh -c '{inner}'; echo child=$?; sleep 1000")
+    // The child volunteers as the OOM killer's victim: otherwise the kernel
+    // may pick the container's init, and nothing is left to report.
+    format!("sh -c 'echo 1000 > /proc/self/oom_score_adj; {inner}'; echo child=$?; sleep 1000")
 }
 
 /// Allocates about `mib` MiB in a shell variable.

@@ -587,3 +587,58 @@ async fn tampered_blob_is_rejected_and_not_stored() {
         "no partial files left"
     );
 }
+
+/// The same image reaches the store by two roads — pulled from a registry and
+/// imported from a `docker save` archive — and is the same image: same image
+/// id (config digest) and same layer diff ids.
+#[tokio::test]
+async fn pulled_image_equals_the_same_image_imported_from_docker_save() {
+    if !registry_harness::registry_tools_available() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("storage"), &Auth::None);
+    let pushed = push_busybox(work.path(), &registry, "hail/busybox:same", "v2s2");
+    let archive = work.path().join("saved.tar");
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "--insecure-policy"])
+        .arg(format!("oci:{}:same", work.path().join("layout").display()))
+        .arg(format!(
+            "docker-archive:{}:hail/busybox:same",
+            archive.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let store = hail_runtime::image::store::ImageStore::open(&work.path().join("data")).unwrap();
+    let imported = store
+        .import("saved/busybox:same", &archive, &NoProgress)
+        .unwrap();
+    let pulled = store
+        .pull(&pushed.reference, &PullOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(pulled.config_digest, imported.config_digest, "image id");
+    let diff_ids = |i: &hail_runtime::image::Image| {
+        i.layers
+            .iter()
+            .map(|l| l.diff_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(diff_ids(&pulled), diff_ids(&imported));
+    assert_eq!(pulled.layers.len(), 2);
+    // Both names resolve to that one image.
+    assert_eq!(
+        store.get(&pushed.reference).unwrap().unwrap().config_digest,
+        imported.config_digest
+    );
+    assert_eq!(
+        store
+            .get("saved/busybox:same")
+            .unwrap()
+            .unwrap()
+            .config_digest,
+        imported.config_digest
+    );
+}

@@ -326,3 +326,97 @@ async fn wait_for_output(h: &Harness, task: &str, container: &str, needle: &str)
         h.stderr(task, container)
     );
 }
+
+/// Builds an OCI layout with umoci whose config sets Entrypoint, Cmd, Env,
+/// WorkingDir and User, and imports it.
+fn import_configured_image(h: &Harness) -> String {
+    let work = h.dir.path().join("configured");
+    std::fs::create_dir_all(&work).unwrap();
+    let rootfs = work.join("rootfs.tar");
+    support::images::write_busybox_rootfs_tar(&rootfs);
+    let layout = work.join("layout");
+    let image = format!("{}:v1", layout.display());
+    let umoci = |args: &[&str]| support::run("umoci", args);
+    umoci(&["init", "--layout", layout.to_str().unwrap()]);
+    umoci(&["new", "--image", &image]);
+    umoci(&[
+        "raw",
+        "add-layer",
+        "--image",
+        &image,
+        rootfs.to_str().unwrap(),
+    ]);
+    umoci(&[
+        "config",
+        "--image",
+        &image,
+        "--config.entrypoint",
+        "/bin/sh",
+        "--config.entrypoint",
+        "-c",
+        "--config.cmd",
+        "echo img-cmd env=$A,$B cwd=$(pwd) uid=$(id -u)",
+        "--config.env",
+        "A=image",
+        "--config.env",
+        "B=image",
+        "--config.workingdir",
+        "/tmp",
+        "--config.user",
+        "app",
+        "--os",
+        "linux",
+        "--architecture",
+        "amd64",
+    ]);
+    h.runtime
+        .images()
+        .import(
+            "hail.test/configured:v1",
+            &layout,
+            &hail_runtime::progress::NoProgress,
+        )
+        .unwrap();
+    "hail.test/configured:v1".to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_config_gives_defaults_and_the_task_overrides_them() {
+    if !containers_available() {
+        return;
+    }
+    let h = Harness::new("imgcfg").await;
+    let image = import_configured_image(&h);
+    let hr = &h;
+    let run = |c: ContainerSpec| {
+        let h = hr;
+        let spec = h.task(vec![c]);
+        async move {
+            h.runtime.start_task(&spec).await.unwrap();
+            let status = h.runtime.wait(&spec.id).await.unwrap();
+            assert_eq!(status.exit_code(), Some(0), "{status:?}");
+            h.stdout(&spec.id, "main")
+        }
+    };
+    // Everything from the image.
+    let out = run(ContainerSpec::new("main", &image)).await;
+    assert_eq!(out, "img-cmd env=image,image cwd=/tmp uid=1000\n");
+
+    // The task's command replaces Cmd (Entrypoint stays); env, workdir and user override.
+    let mut c = ContainerSpec::new("main", &image);
+    c.command = Some(vec![
+        "echo task-cmd env=$A,$B cwd=$(pwd) uid=$(id -u)".into()
+    ]);
+    c.environment.push(("B".into(), "task".into()));
+    c.working_directory = Some("/".into());
+    c.user = Some("0".into());
+    let out = run(c).await;
+    assert_eq!(out, "task-cmd env=image,task cwd=/ uid=0\n");
+
+    // A new Entrypoint drops the image's Cmd, as Docker and ECS do.
+    let mut c = ContainerSpec::new("main", &image);
+    c.entrypoint = Some(vec!["/bin/echo".into(), "entrypoint-only".into()]);
+    let out = run(c).await;
+    assert_eq!(out, "entrypoint-only\n");
+    h.teardown().await;
+}

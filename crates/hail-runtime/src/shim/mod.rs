@@ -33,6 +33,7 @@ pub use supervisor::run as main;
 
 use crate::network::TaskNetwork;
 use crate::spec::Ulimit;
+use crate::task::{ContainerPhase, ContainerStatus, TaskPhase, TaskStatus, STATUS_VERSION};
 
 pub const TASK_FILE: &str = "task.json";
 pub const STATE_FILE: &str = "state.json";
@@ -86,6 +87,38 @@ pub struct ShimContainer {
     pub stop_signal: i32,
     /// The image's config digest, so the image store can refuse to remove an image in use.
     pub image_config_digest: Option<crate::digest::Digest>,
+}
+
+impl ShimTask {
+    /// The status of this task before anything has started.
+    pub fn initial_status(&self) -> TaskStatus {
+        TaskStatus {
+            version: STATUS_VERSION,
+            id: self.id.clone(),
+            phase: TaskPhase::Starting,
+            containers: self
+                .containers
+                .iter()
+                .map(|c| ContainerStatus {
+                    name: c.name.clone(),
+                    phase: ContainerPhase::Created,
+                    pid: None,
+                    exit: None,
+                    reason: None,
+                    started_at: None,
+                    finished_at: None,
+                    essential: c.essential,
+                })
+                .collect(),
+            stop: None,
+            network: Some(self.network.clone()),
+            created_at: self.created_at.clone(),
+            started_at: None,
+            stopping_at: None,
+            stopped_at: None,
+            shim_pid: None,
+        }
+    }
 }
 
 /// The OCI runtime's id of a container: unique per runtime root.

@@ -31,10 +31,7 @@ use crate::cgroup::{Cgroups, TaskLimits};
 use crate::durable;
 use crate::logs::{LineSplitter, LogWriter, Rotation, Stream};
 use crate::overlay::{self, RootDirs};
-use crate::task::{
-    ContainerExit, ContainerPhase, ContainerStatus, StopCause, TaskPhase, TaskStatus,
-    STATUS_VERSION,
-};
+use crate::task::{ContainerExit, ContainerPhase, StopCause, TaskPhase, TaskStatus};
 use crate::user;
 
 /// ECS's words for a container the kernel killed for memory.
@@ -127,32 +124,8 @@ impl Supervisor {
         let listener = UnixListener::bind(&socket).map_err(io("binding the control socket"))?;
         let (tx, control) = mpsc::unbounded_channel();
         tokio::spawn(accept(listener, tx));
-        let status = TaskStatus {
-            version: STATUS_VERSION,
-            id: task.id.clone(),
-            phase: TaskPhase::Starting,
-            containers: task
-                .containers
-                .iter()
-                .map(|c| ContainerStatus {
-                    name: c.name.clone(),
-                    phase: ContainerPhase::Created,
-                    pid: None,
-                    exit: None,
-                    reason: None,
-                    started_at: None,
-                    finished_at: None,
-                    essential: c.essential,
-                })
-                .collect(),
-            stop: None,
-            network: Some(task.network.clone()),
-            created_at: task.created_at.clone(),
-            started_at: None,
-            stopping_at: None,
-            stopped_at: None,
-            shim_pid: Some(std::process::id() as i32),
-        };
+        let mut status = task.initial_status();
+        status.shim_pid = Some(std::process::id() as i32);
         let deadline = task
             .max_runtime_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms));
