@@ -565,13 +565,14 @@ fn runtime_spec_with_host_limits(
 /// Writes `config.json` into `bundle_dir` (created if needed), atomically.
 pub fn write_bundle(bundle_dir: &Path, spec: &BundleSpec) -> Result<(), BundleError> {
     let config = runtime_spec(spec)?;
-    let bytes = serde_json::to_vec_pretty(&config)?;
+    let bytes = serde_json::to_vec(&config)?;
     std::fs::create_dir_all(bundle_dir).map_err(|source| BundleError::Write {
         path: bundle_dir.to_owned(),
         source,
     })?;
     let path = bundle_dir.join("config.json");
-    durable::write_atomic(&path, &bytes).map_err(|source| BundleError::Write { path, source })
+    // The bundle lives as long as the container; it need not outlive a power loss.
+    durable::replace(&path, &bytes).map_err(|source| BundleError::Write { path, source })
 }
 
 #[cfg(test)]

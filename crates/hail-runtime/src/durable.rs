@@ -57,6 +57,26 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()>
     result
 }
 
+/// Atomically replaces `path` with `bytes`, without fsync: a reader sees the
+/// old content or the new even if this process dies mid-write, but a power
+/// loss may lose the update. For files that describe processes (a task's
+/// bundle, task file and status), which die with the machine anyway — the
+/// durable record of a task belongs to the control plane's store.
+pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_path_for(path);
+    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Serialises `value` as JSON and [`replace`]s `path` with it.
+pub fn replace_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+    replace(path, &bytes)
+}
+
 /// Serialises `value` as JSON and writes it atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;

@@ -231,7 +231,7 @@ impl Runtime {
             containers,
         };
         let task_file = dir.join(TASK_FILE);
-        durable::write_json_atomic(&task_file, &task).map_err(io_err(&task_file))?;
+        durable::replace_json(&task_file, &task).map_err(io_err(&task_file))?;
         let shim_log_path = dir.join(SHIM_LOG_FILE);
         let shim_log = fs::File::create(&shim_log_path).map_err(io_err(&shim_log_path))?;
         let mut child = Command::new(&self.config.shim_binary)
@@ -502,7 +502,7 @@ impl Runtime {
         status.stopping_at.get_or_insert_with(|| at.clone());
         status.stopped_at = Some(at);
         status.phase = TaskPhase::Stopped;
-        durable::write_json_atomic(&state_path, &status).map_err(io_err(&state_path))?;
+        durable::replace_json(&state_path, &status).map_err(io_err(&state_path))?;
         self.networks.release(id).await?;
         Ok(status)
     }

@@ -130,6 +130,24 @@ async fn start_latency(args: StartArgs) -> anyhow::Result<()> {
         )
         .await?,
     );
+    // The floor: runc alone on a prepared bundle (its own empty network
+    // namespace, no image resolution, no supervision, no logs).
+    let bundle = prepare_runc_bundle(&args.work_dir, &rootfs_tar)?;
+    for concurrency in [1, args.concurrency] {
+        let bundle = bundle.clone();
+        let name = if concurrency == 1 {
+            "runc run (bare bundle), sequential".to_owned()
+        } else {
+            format!("runc run (bare bundle), {concurrency} at a time")
+        };
+        results.push(
+            series(&name, args.launches, concurrency, move || {
+                let bundle = bundle.clone();
+                async move { runc_launch(&bundle).await }
+            })
+            .await?,
+        );
+    }
     if !args.no_podman {
         podman_import(&rootfs_tar)?;
         for (network, label) in [("bridge", "bridge network"), ("none", "no network")] {
@@ -160,9 +178,9 @@ async fn start_latency(args: StartArgs) -> anyhow::Result<()> {
     for s in &results {
         writeln!(out, "{}", s.row())?;
     }
-    if results.len() >= 3 {
+    if results.len() >= 5 {
         let hail = results[0].percentile(50.0);
-        let podman = results[2].percentile(50.0);
+        let podman = results[4].percentile(50.0);
         writeln!(
             out,
             "\nhail p50 / podman (bridge) p50 = {:.3} (sequential)",
@@ -231,6 +249,64 @@ async fn hail_launch(runtime: &Runtime) -> anyhow::Result<f64> {
         .and_then(|r| r.log.trim().parse().ok())
         .with_context(|| format!("probe printed no timestamp; task ended {:?}", status.stop))?;
     runtime.remove(&spec.id).await?;
+    Ok((stamp - requested) as f64 / 1e6)
+}
+
+/// A bundle of the probe image for bare `runc run`, from `runc spec`.
+fn prepare_runc_bundle(work: &Path, rootfs_tar: &Path) -> anyhow::Result<PathBuf> {
+    let bundle = work.join("runc-bundle");
+    let rootfs = bundle.join("rootfs");
+    if !rootfs.join("bin/stamp").exists() {
+        std::fs::create_dir_all(&rootfs)?;
+        tar::Archive::new(std::fs::File::open(rootfs_tar)?).unpack(&rootfs)?;
+    }
+    let _ = std::fs::remove_file(bundle.join("config.json"));
+    let status = Command::new("runc")
+        .arg("spec")
+        .arg("--bundle")
+        .arg(&bundle)
+        .status()?;
+    if !status.success() {
+        bail!("runc spec failed");
+    }
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["/bin/stamp"]);
+    std::fs::write(&path, serde_json::to_vec(&config)?)?;
+    Ok(bundle)
+}
+
+async fn runc_launch(bundle: &Path) -> anyhow::Result<f64> {
+    let state = bundle.with_file_name("runc-state");
+    let id = format!("bench-{}", hail_model::ids::new_task_id());
+    let requested = now_ns();
+    let out = tokio::process::Command::new("runc")
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "--detach", "--bundle"])
+        .arg(bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let output = out.wait_with_output().await?;
+    let _ = tokio::process::Command::new("runc")
+        .arg("--root")
+        .arg(&state)
+        .args(["delete", "--force", &id])
+        .output()
+        .await;
+    let stamp: i128 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .with_context(|| {
+            format!(
+                "runc probe printed no timestamp: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
     Ok((stamp - requested) as f64 / 1e6)
 }
 

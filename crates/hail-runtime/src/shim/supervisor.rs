@@ -471,7 +471,7 @@ impl Supervisor {
     }
 
     fn persist(&self) {
-        if let Err(e) = durable::write_json_atomic(&self.dir.join(STATE_FILE), &self.status) {
+        if let Err(e) = durable::replace_json(&self.dir.join(STATE_FILE), &self.status) {
             let _ = writeln!(
                 std::io::stderr(),
                 "task {}: writing state: {e}",
