@@ -337,7 +337,12 @@ pub fn describe_streams(
         args.push(Value::Integer(k));
         args.push(Value::Text(name));
     }
-    sql.push_str(&format!(" ORDER BY {key_expr} {dir}, name {dir} LIMIT ?"));
+    match query.order_by {
+        StreamOrder::LogStreamName => sql.push_str(&format!(" ORDER BY name {dir} LIMIT ?")),
+        StreamOrder::LastEventTime => {
+            sql.push_str(&format!(" ORDER BY {key_expr} {dir}, name {dir} LIMIT ?"))
+        }
+    }
     args.push(Value::Integer(i64::from(limit) + 1));
     let mut stmt = conn.prepare(&sql).ctx("describe log streams")?;
     let rows = stmt

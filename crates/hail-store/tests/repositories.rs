@@ -360,6 +360,9 @@ async fn task_updates_use_optimistic_concurrency() {
     assert!(matches!(missing, StoreError::NotFound { .. }), "{missing}");
 }
 
+/// Which tasks a filter should keep, by the test's own reckoning.
+type Keep = Box<dyn Fn(&hail_model::ecs::Task) -> bool>;
+
 #[tokio::test]
 async fn task_lists_filter_and_paginate_newest_first() {
     let (_dir, store) = temp_store();
@@ -409,7 +412,7 @@ async fn task_lists_filter_and_paginate_newest_first() {
             .map(|(_, t)| t.task_arn.clone())
             .collect()
     };
-    let filters: Vec<(TaskFilter, Box<dyn Fn(&hail_model::ecs::Task) -> bool>)> = vec![
+    let filters: Vec<(TaskFilter, Keep)> = vec![
         (TaskFilter::default(), Box::new(|_| true)),
         (
             TaskFilter {

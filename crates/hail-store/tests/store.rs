@@ -286,3 +286,19 @@ fn store_is_clone_send_sync() {
     fn check<T: Clone + Send + Sync + 'static>() {}
     check::<Store>();
 }
+
+#[test]
+fn depends_on_no_higher_layer() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    let hail_deps: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .filter(|k| k.starts_with("hail-"))
+        .collect();
+    assert_eq!(
+        hail_deps,
+        ["hail-model"],
+        "hail-store sits directly above hail-model"
+    );
+}
