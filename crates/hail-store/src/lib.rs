@@ -123,7 +123,8 @@ impl Store {
     /// Runs `f` in one IMMEDIATE transaction on the writer thread and returns
     /// its value after COMMIT. If `f` fails, the transaction rolls back and
     /// nothing it did is kept. A panic in `f` rolls back and resumes in the
-    /// caller.
+    /// caller. Once submitted, the write runs to completion even if the
+    /// returned future is dropped; only its answer is lost.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
@@ -169,6 +170,7 @@ impl Store {
         match joined {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down, and with it the store.
             Err(_) => Err(StoreError::WriterGone.into()),
         }
     }
