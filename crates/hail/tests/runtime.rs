@@ -174,6 +174,12 @@ async fn missing_image_and_bad_command_fail_cleanly() {
         }
         other => panic!("expected StartFailed, got {other:?}"),
     }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let task_dir = h.runtime.task_dir(&spec.id);
+    assert!(
+        !mounts.contains(task_dir.to_str().unwrap()),
+        "a failed start left its root mounted"
+    );
     h.teardown().await;
 }
 

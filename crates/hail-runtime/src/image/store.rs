@@ -576,6 +576,12 @@ fn find<'a>(images: &'a [Image], name: &str) -> Result<Vec<&'a Image>, ImageErro
             return Ok(by_id);
         }
     }
+    // Names are stored normalised; an exact match needs no parsing (the
+    // reference grammar's regex costs a noticeable first-use compile).
+    let exact: Vec<&Image> = images.iter().filter(|i| i.name == name).collect();
+    if !exact.is_empty() {
+        return Ok(exact);
+    }
     let normal = normalize_name(name)?;
     Ok(images.iter().filter(|i| i.name == normal).collect())
 }

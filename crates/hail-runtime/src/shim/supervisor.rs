@@ -179,6 +179,9 @@ impl Supervisor {
             }
             if let Err(message) = self.start_container(i).await {
                 let name = self.task.containers[i].name.clone();
+                // Whatever the failed start left — the runtime's record, the
+                // root mount — goes now, not when the task is removed.
+                self.delete_container(&name).await;
                 self.status.containers[i].reason =
                     Some(format!("CannotStartContainerError: {message}"));
                 self.fail_start(name, message);
