@@ -21,6 +21,7 @@ pub enum ErrorCode {
     // Shared by the JSON 1.1 APIs (ECS, Application Auto Scaling, Logs).
     AccessDeniedException,
     ClientException,
+    ClusterContainsTasksException,
     ClusterNotFoundException,
     ConcurrentUpdateException,
     IncompleteSignatureException,
@@ -59,6 +60,7 @@ impl ErrorCode {
         match self {
             AccessDeniedException => "AccessDeniedException",
             ClientException => "ClientException",
+            ClusterContainsTasksException => "ClusterContainsTasksException",
             ClusterNotFoundException => "ClusterNotFoundException",
             ConcurrentUpdateException => "ConcurrentUpdateException",
             IncompleteSignatureException => "IncompleteSignatureException",
@@ -110,6 +112,7 @@ impl ErrorCode {
             NotImplemented => StatusCode::NOT_IMPLEMENTED,
             AccessDeniedException
             | ClientException
+            | ClusterContainsTasksException
             | ClusterNotFoundException
             | ConcurrentUpdateException
             | IncompleteSignatureException

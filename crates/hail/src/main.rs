@@ -5,6 +5,7 @@
 mod bench_cmd;
 mod image_cmd;
 mod runtime_cmd;
+mod server_cmd;
 
 use std::path::PathBuf;
 
@@ -79,6 +80,10 @@ impl HostArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the engine: the AWS-compatible API on one port.
+    Server(server_cmd::ServerArgs),
+    /// Print the shell exports that point AWS tools at `hail server`.
+    Env(server_cmd::EnvArgs),
     /// Manage images: import, pull, list, remove.
     #[command(subcommand)]
     Image(image_cmd::ImageCommand),
@@ -113,6 +118,11 @@ fn main() -> anyhow::Result<()> {
             hail_runtime::shim::main(&task_dir)?;
             Ok(())
         }
+        Command::Server(args) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(server_cmd::serve(&cli.data_dir, args))
+        }
+        Command::Env(args) => server_cmd::env(&cli.data_dir, args),
         Command::Version => {
             println!("hail {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -12,8 +12,10 @@ use sha2::{Digest, Sha256};
 pub const ACCESS_KEY: &str = "AKIAHAILTEST00000001";
 pub const SECRET_KEY: &str = "hail/test/secret+key0000000000000000000000";
 
+/// The hail-api crate's directory, also when another crate's tests include
+/// this module by path (its crates are siblings under `crates/`).
 fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hail-api")
 }
 
 /// The test virtualenv with the pinned clients of `tests/requirements.txt`,

@@ -1,0 +1,35 @@
+//! The ECS API (`AmazonEC2ContainerServiceV20141113.*`): operation dispatch.
+
+pub mod clusters;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{Engine, EngineError};
+
+/// Runs the ECS operation `op`; operations the engine does not serve yet are
+/// refused by name.
+pub async fn dispatch(engine: &Engine, op: &str, body: Value) -> Result<Value, EngineError> {
+    match op {
+        "CreateCluster" => output(clusters::create_cluster(engine, decode(op, body)?).await?),
+        "DescribeClusters" => output(clusters::describe_clusters(engine, decode(op, body)?).await?),
+        "ListClusters" => output(clusters::list_clusters(engine, decode(op, body)?).await?),
+        "DeleteCluster" => output(clusters::delete_cluster(engine, decode(op, body)?).await?),
+        _ => Err(EngineError::Unsupported {
+            service: "ecs",
+            operation: op.to_owned(),
+        }),
+    }
+}
+
+fn decode<T: DeserializeOwned>(op: &str, body: Value) -> Result<T, EngineError> {
+    hail_model::ecs::decode::decode_value(body).map_err(|source| EngineError::Decode {
+        operation: op.to_owned(),
+        source,
+    })
+}
+
+fn output<T: Serialize>(value: T) -> Result<Value, EngineError> {
+    serde_json::to_value(value).map_err(|source| EngineError::Encode { source })
+}

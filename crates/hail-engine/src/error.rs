@@ -1,0 +1,113 @@
+//! The engine's failures and the one place they become AWS errors.
+
+use hail_api::{ApiError, ErrorCode};
+use hail_model::arn::ArnError;
+use hail_model::ecs::{DecodeError, ValidationError};
+use hail_store::StoreError;
+
+/// Everything an operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request body does not fit the operation's input shape.
+    #[error("{operation}: {source}")]
+    Decode {
+        operation: String,
+        #[source]
+        source: DecodeError,
+    },
+    /// The body parsed but a value breaks ECS's rules.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// A parameter that must name a resource names none this endpoint owns.
+    #[error("{field}: {source}")]
+    Arn {
+        field: &'static str,
+        #[source]
+        source: ArnError,
+    },
+    #[error("cluster {name} not found")]
+    ClusterNotFound { name: String },
+    #[error("cluster {name} cannot be deleted while {count} of its tasks are not stopped")]
+    ClusterContainsTasks { name: String, count: u64 },
+    /// An operation the API defines that this engine does not serve yet.
+    #[error("{service} operation {operation} is not supported by hail yet")]
+    Unsupported {
+        service: &'static str,
+        operation: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An output shape that does not serialise; a bug, never the caller's fault.
+    #[error("response could not be encoded: {source}")]
+    Encode {
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> ApiError {
+        let code = match &err {
+            EngineError::Decode { .. } | EngineError::Arn { .. } => {
+                ErrorCode::InvalidParameterException
+            }
+            EngineError::Validation(v) => match v.code {
+                hail_model::ecs::ErrorCode::ClientException => ErrorCode::ClientException,
+                hail_model::ecs::ErrorCode::InvalidParameterException => {
+                    ErrorCode::InvalidParameterException
+                }
+            },
+            EngineError::ClusterNotFound { .. } => ErrorCode::ClusterNotFoundException,
+            EngineError::ClusterContainsTasks { .. } => ErrorCode::ClusterContainsTasksException,
+            EngineError::Unsupported { .. } => ErrorCode::UnknownOperationException,
+            // A token or page size the caller sent, checked by the store.
+            EngineError::Store(StoreError::InvalidToken { .. })
+            | EngineError::Store(StoreError::InvalidArgument { .. }) => {
+                ErrorCode::InvalidParameterException
+            }
+            EngineError::Store(_) | EngineError::Encode { .. } => ErrorCode::ServerException,
+        };
+        ApiError::new(code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_kind_of_failure() {
+        let cases: Vec<(EngineError, ErrorCode)> = vec![
+            (
+                EngineError::ClusterNotFound { name: "a".into() },
+                ErrorCode::ClusterNotFoundException,
+            ),
+            (
+                ValidationError::client("family", "bad").into(),
+                ErrorCode::ClientException,
+            ),
+            (
+                ValidationError::invalid_parameter("clusterName", "bad").into(),
+                ErrorCode::InvalidParameterException,
+            ),
+            (
+                StoreError::InvalidToken { token: "x".into() }.into(),
+                ErrorCode::InvalidParameterException,
+            ),
+            (StoreError::WriterGone.into(), ErrorCode::ServerException),
+            (
+                EngineError::Unsupported {
+                    service: "ecs",
+                    operation: "RunTask".into(),
+                },
+                ErrorCode::UnknownOperationException,
+            ),
+        ];
+        for (err, code) in cases {
+            let text = err.to_string();
+            let api = ApiError::from(err);
+            assert_eq!(api.code(), code, "{text}");
+            assert_eq!(api.message(), text);
+        }
+    }
+}

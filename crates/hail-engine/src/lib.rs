@@ -1,0 +1,71 @@
+//! Hail's engine: the business logic behind the AWS-compatible APIs.
+//!
+//! [`Engine`] implements [`hail_api::JsonApi`]: the wire layer hands it an
+//! authenticated operation name and a JSON object, and it answers with a JSON
+//! object or an [`hail_api::ApiError`]. Each operation decodes its body into a
+//! typed `hail-model` input, reads or writes the [`hail_store::Store`], and
+//! returns ECS-shaped output. Every failure crosses [`error::EngineError`],
+//! whose one conversion decides the AWS error code.
+//!
+//! Architecture invariant: this crate parses no HTTP; it sees operations, not
+//! requests.
+
+pub mod ecs;
+pub mod error;
+
+use hail_api::{JsonApi, RequestContext, Service};
+use hail_model::arn::Scope;
+use hail_store::Store;
+use serde_json::Value;
+
+pub use error::EngineError;
+
+/// The control plane: the store holding desired and observed state, and the
+/// region and account its resources' ARNs name.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Store,
+    scope: Scope,
+}
+
+impl Engine {
+    pub fn new(store: Store, scope: Scope) -> Self {
+        Engine { store, scope }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// Runs one operation of `service`, mapping every failure to its AWS error.
+    pub async fn dispatch(
+        &self,
+        service: Service,
+        op: &str,
+        body: Value,
+    ) -> Result<Value, EngineError> {
+        match service {
+            Service::Ecs => ecs::dispatch(self, op, body).await,
+            other => Err(EngineError::Unsupported {
+                service: other.signing_name(),
+                operation: op.to_owned(),
+            }),
+        }
+    }
+}
+
+impl JsonApi for Engine {
+    async fn call(
+        &self,
+        service: Service,
+        op: &str,
+        body: Value,
+        _ctx: RequestContext,
+    ) -> Result<Value, hail_api::ApiError> {
+        self.dispatch(service, op, body).await.map_err(Into::into)
+    }
+}

@@ -1,0 +1,211 @@
+//! `hail server` (the engine behind the AWS-compatible API on one port) and
+//! `hail env` (the shell exports that point AWS tools at it).
+
+use std::fs;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use hail_api::{ApiService, StaticCredentials, SystemClock};
+use hail_engine::Engine;
+use hail_model::arn::Scope;
+use hail_store::Store;
+use serde::{Deserialize, Serialize};
+
+/// The port AWS-local tooling already uses.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4566";
+/// The endpoint `hail env` prints unless told otherwise.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4566";
+/// The root credentials file inside the data directory.
+pub const CREDENTIALS_FILE: &str = "credentials";
+const CREDENTIALS_VERSION: u32 = 1;
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Address the API listens on; loopback unless asked otherwise.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+}
+
+#[derive(clap::Args)]
+pub struct EnvArgs {
+    /// The endpoint AWS tools should use.
+    #[arg(long, default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+}
+
+/// The root access key of one data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootCredentials {
+    pub version: u32,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+fn credentials_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(CREDENTIALS_FILE)
+}
+
+/// The data directory's root credentials, `None` before the first start.
+pub fn load_credentials(data_dir: &Path) -> anyhow::Result<Option<RootCredentials>> {
+    let path = credentials_path(data_dir);
+    let text = match fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    let creds: RootCredentials = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a hail credentials file", path.display()))?;
+    if creds.version != CREDENTIALS_VERSION {
+        bail!(
+            "{}: credentials format version {} is not supported (expected {CREDENTIALS_VERSION})",
+            path.display(),
+            creds.version
+        );
+    }
+    if creds.access_key_id.is_empty() || creds.secret_access_key.is_empty() {
+        bail!("{}: access key id or secret is empty", path.display());
+    }
+    Ok(Some(creds))
+}
+
+/// Loads the root credentials, creating them on first start: random, written
+/// atomically (temp file, fsync, rename, directory fsync) with mode 0600.
+/// Returns whether they were created now.
+pub fn load_or_create_credentials(data_dir: &Path) -> anyhow::Result<(RootCredentials, bool)> {
+    if let Some(creds) = load_credentials(data_dir)? {
+        return Ok((creds, false));
+    }
+    let mut random = [0u8; 56];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("read /dev/urandom")?;
+    // AWS's shapes: "AKIA" and 16 base32 characters; a 40-character secret.
+    const KEY_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const SECRET_ALPHABET: &[u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (key, secret) = random.split_at(16);
+    let creds = RootCredentials {
+        version: CREDENTIALS_VERSION,
+        access_key_id: std::iter::once("AKIA".to_owned())
+            .chain(
+                key.iter()
+                    .map(|b| (KEY_ALPHABET[usize::from(b & 31)] as char).to_string()),
+            )
+            .collect(),
+        secret_access_key: secret
+            .iter()
+            .map(|b| SECRET_ALPHABET[usize::from(b & 63)] as char)
+            .collect(),
+    };
+    let path = credentials_path(data_dir);
+    let json = serde_json::to_vec_pretty(&creds).context("encode credentials")?;
+    hail_runtime::durable::write_atomic_mode(&path, &json, 0o600)
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok((creds, true))
+}
+
+/// Runs the engine and serves the API on `args.listen` until SIGTERM or
+/// SIGINT, then lets requests in flight finish.
+pub async fn serve(data_dir: &Path, args: ServerArgs) -> anyhow::Result<()> {
+    fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    let (creds, created) = load_or_create_credentials(data_dir)?;
+    let store_path = data_dir.join("state.db");
+    let store =
+        Store::open(&store_path).with_context(|| format!("open {}", store_path.display()))?;
+    let engine = Engine::new(store, Scope::default());
+    let credentials =
+        StaticCredentials::new().with(creds.access_key_id.clone(), creds.secret_access_key);
+    let router = ApiService::new(
+        Arc::new(engine),
+        Arc::new(credentials),
+        Arc::new(SystemClock),
+    )
+    .into_router();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listen on {}", args.listen))?;
+    let local = listener
+        .local_addr()
+        .context("read the listening address")?;
+
+    let creds_path = credentials_path(data_dir);
+    if created {
+        println!("created root credentials in {}", creds_path.display());
+    }
+    println!(
+        "hail server listening on http://{local} (data dir {})",
+        data_dir.display()
+    );
+    println!(
+        "to use the aws CLI: eval \"$(hail env --data-dir {} --endpoint http://{local})\"",
+        data_dir.display()
+    );
+    tracing::info!(%local, data_dir = %data_dir.display(), "serving");
+
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serve the API")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        // Without signal handlers the server can still be stopped by
+        // SIGKILL; it must not stop serving on its own.
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!("signal handlers unavailable, graceful shutdown disabled: {e}");
+            std::future::pending::<()>().await
+        }
+    }
+}
+
+/// Prints the shell exports that point AWS tools at this data directory's
+/// server.
+pub fn env(data_dir: &Path, args: EnvArgs) -> anyhow::Result<()> {
+    let Some(creds) = load_credentials(data_dir)? else {
+        bail!(
+            "{} does not exist: start `hail server --data-dir {}` once to create it",
+            credentials_path(data_dir).display(),
+            data_dir.display()
+        );
+    };
+    let region = Scope::default().region;
+    for (name, value) in [
+        ("AWS_ACCESS_KEY_ID", creds.access_key_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", creds.secret_access_key.as_str()),
+        ("AWS_ENDPOINT_URL", args.endpoint.as_str()),
+        ("AWS_DEFAULT_REGION", region.as_str()),
+    ] {
+        println!("export {name}={}", shell_quote(value));
+    }
+    Ok(())
+}
+
+/// `value` as one shell word: unchanged when it holds only characters the
+/// shell never interprets, otherwise single-quoted.
+fn shell_quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/-_.:@%=,".contains(&b));
+    if plain {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
