@@ -29,6 +29,14 @@ pub enum EngineError {
     ClusterNotFound { name: String },
     #[error("cluster {name} cannot be deleted while {count} of its tasks are not stopped")]
     ClusterContainsTasks { name: String, count: u64 },
+    /// DescribeTaskDefinition named no registered revision; ECS's wording,
+    /// which clients match on, then the reference.
+    #[error("Unable to describe task definition. ({reference})")]
+    TaskDefinitionNotDescribed { reference: String },
+    /// DeregisterTaskDefinition named no registered revision; ECS's wording,
+    /// which clients match on, then the reference.
+    #[error("The specified task definition does not exist. ({reference})")]
+    TaskDefinitionMissing { reference: String },
     /// An operation the API defines that this engine does not serve yet.
     #[error("{service} operation {operation} is not supported by hail yet")]
     Unsupported {
@@ -59,6 +67,8 @@ impl From<EngineError> for ApiError {
             },
             EngineError::ClusterNotFound { .. } => ErrorCode::ClusterNotFoundException,
             EngineError::ClusterContainsTasks { .. } => ErrorCode::ClusterContainsTasksException,
+            EngineError::TaskDefinitionNotDescribed { .. }
+            | EngineError::TaskDefinitionMissing { .. } => ErrorCode::ClientException,
             EngineError::Unsupported { .. } => ErrorCode::UnknownOperationException,
             // A token or page size the caller sent, checked by the store.
             EngineError::Store(StoreError::InvalidToken { .. })
@@ -95,6 +105,18 @@ mod tests {
                 ErrorCode::InvalidParameterException,
             ),
             (StoreError::WriterGone.into(), ErrorCode::ServerException),
+            (
+                EngineError::TaskDefinitionNotDescribed {
+                    reference: "web:3".into(),
+                },
+                ErrorCode::ClientException,
+            ),
+            (
+                EngineError::TaskDefinitionMissing {
+                    reference: "web:3".into(),
+                },
+                ErrorCode::ClientException,
+            ),
             (
                 EngineError::Unsupported {
                     service: "ecs",

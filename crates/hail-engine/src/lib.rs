@@ -13,24 +13,55 @@
 pub mod ecs;
 pub mod error;
 
-use hail_api::{JsonApi, RequestContext, Service};
+use std::sync::Arc;
+
+use hail_api::{Clock, JsonApi, RequestContext, Service, SystemClock};
 use hail_model::arn::Scope;
+use hail_model::ecs::Timestamp;
 use hail_store::Store;
 use serde_json::Value;
 
 pub use error::EngineError;
 
-/// The control plane: the store holding desired and observed state, and the
-/// region and account its resources' ARNs name.
-#[derive(Debug, Clone)]
+/// The control plane: the store holding desired and observed state, the
+/// region and account its resources' ARNs name, and the clock that stamps
+/// what it records.
+#[derive(Clone)]
 pub struct Engine {
     store: Store,
     scope: Scope,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
+    /// An engine on the wall clock.
     pub fn new(store: Store, scope: Scope) -> Self {
-        Engine { store, scope }
+        Engine {
+            store,
+            scope,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// This engine reading the time from `clock` instead, so tests can fix it.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, as the timestamps the engine records carry it. A clock before the
+    /// epoch reads as the epoch rather than failing the request.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_system_time(self.clock.now()).unwrap_or(Timestamp::from_millis(0))
     }
 
     pub fn store(&self) -> &Store {

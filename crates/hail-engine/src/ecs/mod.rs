@@ -1,6 +1,7 @@
 //! The ECS API (`AmazonEC2ContainerServiceV20141113.*`): operation dispatch.
 
 pub mod clusters;
+pub mod task_definitions;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -16,6 +17,21 @@ pub async fn dispatch(engine: &Engine, op: &str, body: Value) -> Result<Value, E
         "DescribeClusters" => output(clusters::describe_clusters(engine, decode(op, body)?).await?),
         "ListClusters" => output(clusters::list_clusters(engine, decode(op, body)?).await?),
         "DeleteCluster" => output(clusters::delete_cluster(engine, decode(op, body)?).await?),
+        "RegisterTaskDefinition" => {
+            output(task_definitions::register_task_definition(engine, decode(op, body)?).await?)
+        }
+        "DescribeTaskDefinition" => {
+            output(task_definitions::describe_task_definition(engine, decode(op, body)?).await?)
+        }
+        "ListTaskDefinitions" => {
+            output(task_definitions::list_task_definitions(engine, decode(op, body)?).await?)
+        }
+        "ListTaskDefinitionFamilies" => output(
+            task_definitions::list_task_definition_families(engine, decode(op, body)?).await?,
+        ),
+        "DeregisterTaskDefinition" => {
+            output(task_definitions::deregister_task_definition(engine, decode(op, body)?).await?)
+        }
         _ => Err(EngineError::Unsupported {
             service: "ecs",
             operation: op.to_owned(),

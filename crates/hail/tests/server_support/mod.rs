@@ -1,0 +1,156 @@
+//! Shared by the `hail server` end-to-end tests: the real binary on a
+//! loopback port, the credentials `hail env` prints, and the real `aws` CLI
+//! pointed at it.
+
+#[path = "../../../hail-api/tests/common/mod.rs"]
+pub mod common;
+
+use std::collections::HashMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+pub const HAIL: &str = env!("CARGO_BIN_EXE_hail");
+
+/// A running `hail server`, killed if the test ends without stopping it.
+pub struct Server {
+    child: Option<Child>,
+    pub endpoint: String,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path) -> Server {
+        // The port is free now; nothing else on this machine races for
+        // ephemeral loopback ports in the moment before the server binds it.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(HAIL)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", &listen])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hail server");
+        let mut server = Server {
+            child: Some(child),
+            endpoint: format!("http://{listen}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&listen).is_err() {
+            let child = server.child.as_mut().unwrap();
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = server.child.take().unwrap().wait_with_output().unwrap();
+                panic!(
+                    "hail server exited with {status}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hail server did not listen on {listen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+    }
+
+    /// Sends `signal` and returns the exit status and stdout.
+    pub fn stop(mut self, signal: Signal) -> (std::process::ExitStatus, String) {
+        kill(self.pid(), signal).unwrap();
+        let out = self.child.take().unwrap().wait_with_output().unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The variables `hail env` exports.
+pub fn hail_env(data_dir: &Path, endpoint: &str) -> HashMap<String, String> {
+    let out = Command::new(HAIL)
+        .env_clear()
+        .arg("env")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--endpoint", endpoint])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hail env: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let assignment = line
+                .strip_prefix("export ")
+                .unwrap_or_else(|| panic!("not an export line: {line:?}"));
+            let (name, value) = assignment.split_once('=').unwrap();
+            (name.to_owned(), value.trim_matches('\'').to_owned())
+        })
+        .collect()
+}
+
+pub struct Aws {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Aws {
+    pub fn json(&self) -> Value {
+        assert!(self.success, "aws failed: {}", self.stderr);
+        serde_json::from_str(&self.stdout).unwrap()
+    }
+}
+
+/// Runs `aws` with exactly the environment `hail env` printed; the endpoint
+/// is also passed as a flag so that no request can ever leave loopback.
+pub fn aws(env: &HashMap<String, String>, args: &[&str]) -> Aws {
+    let region = &env["AWS_DEFAULT_REGION"];
+    let mut cmd = common::python_command(region);
+    cmd.args(["-m", "awscli"])
+        .args(args)
+        .args([
+            "--endpoint-url",
+            &env["AWS_ENDPOINT_URL"],
+            "--output",
+            "json",
+        ])
+        .envs(env);
+    let out = cmd.output().unwrap();
+    Aws {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
