@@ -37,6 +37,18 @@ pub enum EngineError {
     /// which clients match on, then the reference.
     #[error("The specified task definition does not exist. ({reference})")]
     TaskDefinitionMissing { reference: String },
+    /// RunTask named no registered revision; ECS's wording.
+    #[error("TaskDefinition not found.")]
+    TaskDefinitionNotFound,
+    /// StopTask named no task of the cluster; ECS's wording.
+    #[error("The referenced task was not found.")]
+    TaskNotFound,
+    /// A tagging operation named a resource that does not exist.
+    #[error("The specified resource is not found: {arn}")]
+    ResourceNotFound { arn: String },
+    /// Tasks were asked for, but this engine was started without a container runtime.
+    #[error("this engine has no container runtime; tasks cannot run")]
+    NoDataPlane,
     /// An operation the API defines that this engine does not serve yet.
     #[error("{service} operation {operation} is not supported by hail yet")]
     Unsupported {
@@ -68,7 +80,11 @@ impl From<EngineError> for ApiError {
             EngineError::ClusterNotFound { .. } => ErrorCode::ClusterNotFoundException,
             EngineError::ClusterContainsTasks { .. } => ErrorCode::ClusterContainsTasksException,
             EngineError::TaskDefinitionNotDescribed { .. }
-            | EngineError::TaskDefinitionMissing { .. } => ErrorCode::ClientException,
+            | EngineError::TaskDefinitionMissing { .. }
+            | EngineError::TaskDefinitionNotFound => ErrorCode::ClientException,
+            EngineError::TaskNotFound => ErrorCode::InvalidParameterException,
+            EngineError::ResourceNotFound { .. } => ErrorCode::ResourceNotFoundException,
+            EngineError::NoDataPlane => ErrorCode::ServerException,
             EngineError::Unsupported { .. } => ErrorCode::UnknownOperationException,
             // A token or page size the caller sent, checked by the store.
             EngineError::Store(StoreError::InvalidToken { .. })

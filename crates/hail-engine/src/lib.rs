@@ -12,6 +12,7 @@
 
 pub mod ecs;
 pub mod error;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use hail_store::Store;
 use serde_json::Value;
 
 pub use error::EngineError;
+pub use tasks::TaskController;
 
 /// The control plane: the store holding desired and observed state, the
 /// region and account its resources' ARNs name, and the clock that stamps
@@ -31,6 +33,9 @@ pub struct Engine {
     store: Store,
     scope: Scope,
     clock: Arc<dyn Clock>,
+    /// Drives tasks through the data plane; `None` for an engine that only
+    /// keeps records (RunTask then fails with a ServerException).
+    tasks: Option<TaskController>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -49,7 +54,22 @@ impl Engine {
             store,
             scope,
             clock: Arc::new(SystemClock),
+            tasks: None,
         }
+    }
+
+    /// This engine running tasks through `controller`.
+    pub fn with_tasks(mut self, controller: TaskController) -> Self {
+        self.tasks = Some(controller);
+        self
+    }
+
+    pub fn tasks(&self) -> Option<&TaskController> {
+        self.tasks.as_ref()
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// This engine reading the time from `clock` instead, so tests can fix it.

@@ -372,6 +372,14 @@ impl Runtime {
         let mut live = HashSet::new();
         for id in self.task_ids()? {
             let dir = self.task_dir(&id);
+            if !dir.join(TASK_FILE).is_file() {
+                // A start interrupted before its task file was written: no
+                // shim was ever spawned for it, so nothing else refers to it.
+                self.networks.release(&id).await?;
+                fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+                report.collected += 1;
+                continue;
+            }
             match ShimClient::new(&dir.join(SOCKET_FILE))
                 .call(&ShimRequest::Status)
                 .await

@@ -120,7 +120,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Server(args) => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(server_cmd::serve(&cli.data_dir, args))
+            rt.block_on(server_cmd::serve(&cli.data_dir, &cli.host, args))
         }
         Command::Env(args) => server_cmd::env(&cli.data_dir, args),
         Command::Version => {

@@ -8,11 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use hail_api::{ApiService, StaticCredentials, SystemClock};
-use hail_engine::Engine;
+use std::time::Duration;
+
+use hail_api::{ApiService, Clock, StaticCredentials, SystemClock};
+use hail_engine::tasks::ControllerConfig;
+use hail_engine::{Engine, TaskController};
 use hail_model::arn::Scope;
+use hail_runtime::runtime::Runtime;
 use hail_store::Store;
 use serde::{Deserialize, Serialize};
+
+use crate::HostArgs;
 
 /// The port AWS-local tooling already uses.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4566";
@@ -27,6 +33,10 @@ pub struct ServerArgs {
     /// Address the API listens on; loopback unless asked otherwise.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// How long stopped tasks stay describable (seconds) before they and
+    /// their files are removed.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub task_retention: u64,
 }
 
 #[derive(clap::Args)]
@@ -109,13 +119,33 @@ pub fn load_or_create_credentials(data_dir: &Path) -> anyhow::Result<(RootCreden
 
 /// Runs the engine and serves the API on `args.listen` until SIGTERM or
 /// SIGINT, then lets requests in flight finish.
-pub async fn serve(data_dir: &Path, args: ServerArgs) -> anyhow::Result<()> {
+pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow::Result<()> {
     fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let (creds, created) = load_or_create_credentials(data_dir)?;
     let store_path = data_dir.join("state.db");
     let store =
         Store::open(&store_path).with_context(|| format!("open {}", store_path.display()))?;
-    let engine = Engine::new(store, Scope::default());
+    let scope = Scope::default();
+    let runtime = Runtime::open(host.runtime_config(data_dir))
+        .await
+        .context("open the container runtime")?;
+    // Tasks whose shims lived through the restart are adopted; the rest
+    // are settled, and what belonged to nothing is collected.
+    let recovery = runtime.recover().await.context("recover tasks")?;
+    tracing::info!(
+        adopted = recovery.adopted.len(),
+        lost = recovery.lost.len(),
+        collected = recovery.collected,
+        "recovered"
+    );
+    let mut config = ControllerConfig::new(scope.region.clone());
+    config.retention = Duration::from_secs(args.task_retention);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let controller = TaskController::new(store.clone(), Arc::new(runtime), clock.clone(), config);
+    tokio::spawn(controller.clone().run());
+    let engine = Engine::new(store, scope)
+        .with_clock(clock)
+        .with_tasks(controller);
     let credentials =
         StaticCredentials::new().with(creds.access_key_id.clone(), creds.secret_access_key);
     let router = ApiService::new(

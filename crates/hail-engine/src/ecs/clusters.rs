@@ -483,9 +483,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn other_operations_are_refused_by_name() {
         let (_dir, engine) = engine();
-        let err = call(&engine, "RunTask", json!({})).await.unwrap_err();
+        let err = call(&engine, "CreateService", json!({})).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::UnknownOperationException);
-        assert!(err.message().contains("RunTask"), "{}", err.message());
+        assert!(err.message().contains("CreateService"), "{}", err.message());
         let ctx = RequestContext {
             request_id: "r".into(),
             access_key_id: "AKIA".into(),

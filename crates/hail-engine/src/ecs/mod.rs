@@ -1,7 +1,9 @@
 //! The ECS API (`AmazonEC2ContainerServiceV20141113.*`): operation dispatch.
 
 pub mod clusters;
+pub mod tagging;
 pub mod task_definitions;
+pub mod tasks;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -31,6 +33,15 @@ pub async fn dispatch(engine: &Engine, op: &str, body: Value) -> Result<Value, E
         ),
         "DeregisterTaskDefinition" => {
             output(task_definitions::deregister_task_definition(engine, decode(op, body)?).await?)
+        }
+        "RunTask" => output(tasks::run_task(engine, decode(op, body)?).await?),
+        "DescribeTasks" => output(tasks::describe_tasks(engine, decode(op, body)?).await?),
+        "ListTasks" => output(tasks::list_tasks(engine, decode(op, body)?).await?),
+        "StopTask" => output(tasks::stop_task(engine, decode(op, body)?).await?),
+        "TagResource" => output(tagging::tag_resource(engine, decode(op, body)?).await?),
+        "UntagResource" => output(tagging::untag_resource(engine, decode(op, body)?).await?),
+        "ListTagsForResource" => {
+            output(tagging::list_tags_for_resource(engine, decode(op, body)?).await?)
         }
         _ => Err(EngineError::Unsupported {
             service: "ecs",

@@ -1,9 +1,12 @@
 //! Shared by the `hail server` end-to-end tests: the real binary on a
 //! loopback port, the credentials `hail env` prints, and the real `aws` CLI
 //! pointed at it.
+#![allow(dead_code)]
 
 #[path = "../../../hail-api/tests/common/mod.rs"]
 pub mod common;
+#[path = "../support/host.rs"]
+pub mod host;
 
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
@@ -21,10 +24,21 @@ pub const HAIL: &str = env!("CARGO_BIN_EXE_hail");
 pub struct Server {
     child: Option<Child>,
     pub endpoint: String,
+    pub host: host::HostNames,
+    data_dir: std::path::PathBuf,
+    /// Whether dropping the server releases its host resources (tasks
+    /// included); false while a test restarts it on the same data dir.
+    release_on_drop: bool,
 }
 
 impl Server {
+    /// A server with host resources of its own, released when it drops.
     pub fn start(data_dir: &Path) -> Server {
+        Self::start_on(data_dir, host::HostNames::unique(1))
+    }
+
+    /// A server on given host resources (a restart passes the same ones).
+    pub fn start_on(data_dir: &Path, host: host::HostNames) -> Server {
         // The port is free now; nothing else on this machine races for
         // ephemeral loopback ports in the moment before the server binds it.
         let port = TcpListener::bind("127.0.0.1:0")
@@ -35,11 +49,12 @@ impl Server {
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(HAIL)
             .env_clear()
-            .env("PATH", "/usr/bin:/bin")
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", &listen])
+            .args(host.flags())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -48,6 +63,9 @@ impl Server {
         let mut server = Server {
             child: Some(child),
             endpoint: format!("http://{listen}"),
+            host,
+            data_dir: data_dir.to_owned(),
+            release_on_drop: true,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(&listen).is_err() {
@@ -72,6 +90,19 @@ impl Server {
         Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
     }
 
+    /// Sends `signal`, keeps the host resources and tasks for the next
+    /// server on this data dir (see [`Server::start_on`]), and returns the
+    /// exit status, stdout and those resources.
+    pub fn stop_keeping_host(
+        mut self,
+        signal: Signal,
+    ) -> (std::process::ExitStatus, String, host::HostNames) {
+        self.release_on_drop = false;
+        let host = self.host.clone();
+        let (status, stdout) = self.stop(signal);
+        (status, stdout, host)
+    }
+
     /// Sends `signal` and returns the exit status and stdout.
     pub fn stop(mut self, signal: Signal) -> (std::process::ExitStatus, String) {
         kill(self.pid(), signal).unwrap();
@@ -88,6 +119,9 @@ impl Drop for Server {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if self.release_on_drop {
+            self.host.release(&self.data_dir);
         }
     }
 }

@@ -2,11 +2,11 @@
 //! subnet and cgroup root per test, the real `hail` binary as the shim.
 #![allow(dead_code)]
 
+pub mod host;
 #[path = "../../../hail-runtime/tests/common/mod.rs"]
 pub mod images;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use hail_runtime::runtime::{Runtime, RuntimeConfig};
@@ -101,63 +101,13 @@ impl Drop for Harness {
     /// harness holds on the host anyway, with the host's own tools.
     fn drop(&mut self) {
         let net = &self.config.network;
-        let quiet = |cmd: &str, args: &[&str]| {
-            let _ = Command::new(cmd)
-                .args(args)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        };
-        let runc_root = self.dir.path().join("runc");
-        if let Ok(out) = Command::new("runc")
-            .arg("--root")
-            .arg(&runc_root)
-            .args(["list", "-q"])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
-                quiet(
-                    "runc",
-                    &[
-                        "--root",
-                        runc_root.to_str().unwrap(),
-                        "delete",
-                        "--force",
-                        id,
-                    ],
-                );
-            }
+        host::HostNames {
+            bridge: net.bridge.clone(),
+            subnet: net.subnet.to_string(),
+            netns_prefix: net.netns_prefix.clone(),
+            cgroup_root: self.config.cgroup_root.clone(),
         }
-        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let prefix = self.dir.path().to_string_lossy().into_owned();
-            for target in mounts
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|t| t.starts_with(&prefix))
-            {
-                quiet("umount", &["-l", target]);
-            }
-        }
-        if let Ok(entries) = std::fs::read_dir("/run/netns") {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(&net.netns_prefix) {
-                    quiet("ip", &["netns", "delete", &name]);
-                }
-            }
-        }
-        quiet("ip", &["link", "delete", &net.bridge]);
-        for (table, chain, parent) in [
-            ("nat", format!("HAIL-POST-{}", net.bridge), "POSTROUTING"),
-            ("filter", format!("HAIL-FWD-{}", net.bridge), "FORWARD"),
-        ] {
-            quiet("iptables", &["-t", table, "-D", parent, "-j", &chain]);
-            quiet("iptables", &["-t", table, "-F", &chain]);
-            quiet("iptables", &["-t", table, "-X", &chain]);
-        }
-        if let Ok(cgroups) = hail_runtime::cgroup::Cgroups::detect(&self.config.cgroup_root) {
-            let _ = cgroups.remove_root();
-        }
+        .release(self.dir.path());
     }
 }
 
@@ -170,7 +120,7 @@ pub fn sh(name: &str, script: &str) -> ContainerSpec {
 }
 
 pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap();
+    let out = std::process::Command::new(cmd).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{cmd} {args:?}: {}",

@@ -1,0 +1,375 @@
+//! From an ECS task and its definition to what the data plane runs: a
+//! [`TaskSpec`] of containers with their images, commands, environment and
+//! limits, and where each container's output goes.
+//!
+//! Pure: no store, no host. Everything a task needs that Hail cannot provide
+//! yet is refused here with a reason in ECS's words, before anything starts,
+//! rather than silently ignored.
+
+use std::time::Duration;
+
+use hail_model::ecs::task::effective_containers;
+use hail_model::ecs::task_definition::{LogConfiguration, NetworkMode as DefNetworkMode};
+use hail_model::ecs::{Task, TaskDefinition};
+use hail_runtime::spec::{ContainerSpec, NetworkMode, TaskSpec, Ulimit};
+
+/// ECS's default time between SIGTERM and SIGKILL.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where an `awslogs` container's output is shipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDestination {
+    pub container: String,
+    pub group: String,
+    pub stream: String,
+    /// `awslogs-create-group: "true"`: create the group when it is missing.
+    pub create_group: bool,
+}
+
+/// A task ready to hand to the runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchPlan {
+    pub spec: TaskSpec,
+    pub logs: Vec<LogDestination>,
+}
+
+/// What every container of a task is told about where it runs, as ECS's
+/// agent tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEnvironment {
+    pub region: String,
+    /// `host[:port]` of the task metadata endpoint, when one is served.
+    pub metadata_endpoint: Option<String>,
+}
+
+/// Why a task cannot be launched; the text becomes the task's `stoppedReason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub String);
+
+fn init_error(message: impl std::fmt::Display) -> PlanError {
+    PlanError(format!("ResourceInitializationError: {message}"))
+}
+
+/// The task id: the last segment of the task ARN.
+pub fn task_id(task: &Task) -> &str {
+    task.task_arn.rsplit('/').next().unwrap_or(&task.task_arn)
+}
+
+/// Plans `task` (created from `def`) with a maximum runtime when one was asked for.
+pub fn plan(
+    task: &Task,
+    def: &TaskDefinition,
+    env: &TaskEnvironment,
+    max_runtime: Option<Duration>,
+) -> Result<LaunchPlan, PlanError> {
+    let id = task_id(task).to_owned();
+    let effective =
+        effective_containers(def, task.overrides.as_ref()).map_err(|e| init_error(e.message))?;
+    let mut containers = Vec::with_capacity(effective.len());
+    let mut logs = Vec::new();
+    for c in effective {
+        let d = &c.definition;
+        if !c.environment_files.is_empty() {
+            return Err(init_error(format!(
+                "container {}: environmentFiles are not supported by this engine",
+                c.name
+            )));
+        }
+        if d.secrets.as_ref().is_some_and(|s| !s.is_empty()) {
+            return Err(init_error(format!(
+                "container {}: secrets are not supported by this engine",
+                c.name
+            )));
+        }
+        if !d.mount_points.is_empty() || !d.volumes_from.is_empty() {
+            return Err(init_error(format!(
+                "container {}: mountPoints and volumesFrom are not supported by this engine",
+                c.name
+            )));
+        }
+        if d.depends_on.as_ref().is_some_and(|deps| !deps.is_empty()) {
+            return Err(init_error(format!(
+                "container {}: dependsOn is not supported by this engine",
+                c.name
+            )));
+        }
+        if let Some(log) = &d.log_configuration {
+            if let Some(dest) = log_destination(&id, &c.name, log)? {
+                logs.push(dest);
+            }
+        }
+        let mut spec = ContainerSpec::new(&c.name, &c.image);
+        spec.entrypoint = c.entry_point.clone();
+        spec.command = c.command.clone();
+        spec.environment = c.environment.clone();
+        for (k, v) in injected_environment(&id, &c.name, env) {
+            if !spec.environment.iter().any(|(name, _)| *name == k) {
+                spec.environment.push((k, v));
+            }
+        }
+        spec.working_directory = d.working_directory.clone();
+        spec.user = d.user.clone();
+        spec.cpu_units = (c.cpu > 0).then_some(c.cpu);
+        spec.memory_mib = c.memory.map(u64::from);
+        spec.memory_reservation_mib = c.memory_reservation.map(u64::from);
+        spec.readonly_root_filesystem = d.readonly_root_filesystem.unwrap_or(false);
+        spec.essential = c.essential;
+        spec.stop_timeout = d
+            .stop_timeout
+            .map_or(DEFAULT_STOP_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
+        spec.ulimits = d
+            .ulimits
+            .iter()
+            .flatten()
+            .map(|u| Ulimit {
+                name: u.name.clone(),
+                soft: u64::try_from(u.soft_limit).unwrap_or(0),
+                hard: u64::try_from(u.hard_limit).unwrap_or(0),
+            })
+            .collect();
+        containers.push(spec);
+    }
+    let network = match def.network_mode {
+        Some(DefNetworkMode::None) => NetworkMode::None,
+        // Every task gets a namespace of its own: bridge and host modes
+        // would share the host's ports between tasks, which one machine
+        // running many copies of a task cannot honour.
+        _ => NetworkMode::Awsvpc,
+    };
+    Ok(LaunchPlan {
+        spec: TaskSpec {
+            id,
+            containers,
+            cpu_units: task
+                .cpu
+                .as_deref()
+                .and_then(|c| c.parse().ok())
+                .or(def.cpu_units()),
+            memory_mib: task
+                .memory
+                .as_deref()
+                .and_then(|m| m.parse().ok())
+                .or(def.memory_mib().map(u64::from)),
+            network,
+            hostname: None,
+            max_runtime,
+        },
+        logs,
+    })
+}
+
+/// The variables ECS's agent sets in every container.
+fn injected_environment(
+    task_id: &str,
+    container: &str,
+    env: &TaskEnvironment,
+) -> Vec<(String, String)> {
+    let mut vars = vec![
+        ("AWS_EXECUTION_ENV".to_owned(), "AWS_ECS_FARGATE".to_owned()),
+        ("AWS_REGION".to_owned(), env.region.clone()),
+        ("AWS_DEFAULT_REGION".to_owned(), env.region.clone()),
+    ];
+    if let Some(endpoint) = &env.metadata_endpoint {
+        vars.push((
+            "ECS_CONTAINER_METADATA_URI_V4".to_owned(),
+            metadata_uri(endpoint, task_id, container),
+        ));
+    }
+    vars
+}
+
+/// The metadata URI of one container: `http://<endpoint>/v4/<task id>-<container>`.
+/// Task ids are 32 hex digits, so the id splits back unambiguously.
+pub fn metadata_uri(endpoint: &str, task_id: &str, container: &str) -> String {
+    format!("http://{endpoint}/v4/{task_id}-{container}")
+}
+
+/// Where an `awslogs` container's output goes: group `awslogs-group`,
+/// stream `prefix/container/task-id` as ECS names it (`container/task-id`
+/// without a prefix). Other drivers keep the output in the task's own log
+/// files only.
+pub fn log_destination(
+    task_id: &str,
+    container: &str,
+    log: &LogConfiguration,
+) -> Result<Option<LogDestination>, PlanError> {
+    if log.log_driver != "awslogs" {
+        return Ok(None);
+    }
+    let group = log.option("awslogs-group").ok_or_else(|| {
+        init_error(format!(
+            "failed to validate logger args: container {container}: awslogs-group is required"
+        ))
+    })?;
+    let stream = match log.option("awslogs-stream-prefix") {
+        Some(prefix) if !prefix.is_empty() => format!("{prefix}/{container}/{task_id}"),
+        _ => format!("{container}/{task_id}"),
+    };
+    Ok(Some(LogDestination {
+        container: container.to_owned(),
+        group: group.to_owned(),
+        stream,
+        create_group: log
+            .option("awslogs-create-group")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use hail_model::arn::Scope;
+    use hail_model::ecs::decode::decode;
+    use hail_model::ecs::task_definition::RegisterTaskDefinitionInput;
+    use hail_model::ecs::task_definition::TaskDefinitionStatus;
+    use hail_model::ecs::{TaskStatus, Timestamp};
+    use serde_json::json;
+
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn definition(body: serde_json::Value) -> TaskDefinition {
+        let input: RegisterTaskDefinitionInput = decode(&body.to_string()).unwrap();
+        let (def, _) =
+            TaskDefinition::register(input, &Scope::default(), 3, Timestamp::from_secs(1), None)
+                .unwrap();
+        assert_eq!(def.status, TaskDefinitionStatus::Active);
+        def
+    }
+
+    fn task(def: &TaskDefinition, overrides: serde_json::Value) -> Task {
+        serde_json::from_value(json!({
+            "taskArn": Scope::default().task_arn("default", ID),
+            "clusterArn": Scope::default().cluster_arn("default"),
+            "taskDefinitionArn": def.task_definition_arn,
+            "lastStatus": "PROVISIONING",
+            "desiredStatus": "RUNNING",
+            "cpu": "256",
+            "memory": "1024",
+            "version": 1,
+            "overrides": overrides,
+        }))
+        .unwrap()
+    }
+
+    fn env() -> TaskEnvironment {
+        TaskEnvironment {
+            region: "us-east-1".into(),
+            metadata_endpoint: Some("169.254.170.2".into()),
+        }
+    }
+
+    fn tom_thumb() -> TaskDefinition {
+        definition(json!({
+            "family": "tom-thumb-task",
+            "networkMode": "awsvpc",
+            "executionRoleArn": "arn:aws:iam::000000000000:role/ecsTaskExecutionRole",
+            "requiresCompatibilities": ["FARGATE"],
+            "cpu": "256",
+            "memory": "1024",
+            "containerDefinitions": [{
+                "name": "tom-thumb-container",
+                "image": "tom-thumb:latest",
+                "essential": true,
+                "environment": [
+                    {"name": "POSITION_TIME_DURATION", "value": "00:01"},
+                    {"name": "AWS_REGION", "value": "eu-west-1"}
+                ],
+                "logConfiguration": {"logDriver": "awslogs", "options": {
+                    "awslogs-group": "/ecs/tom-thumb",
+                    "awslogs-region": "us-east-1",
+                    "awslogs-stream-prefix": "ecs",
+                    "awslogs-create-group": "true"
+                }},
+                "stopTimeout": 5,
+                "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 4096}]
+            }]
+        }))
+    }
+
+    #[test]
+    fn plans_a_task_as_ecs_would_run_it() {
+        let def = tom_thumb();
+        let t = task(
+            &def,
+            json!({"containerOverrides": [{
+                "name": "tom-thumb-container",
+                "command": ["thumb", "in.mp4"],
+                "environment": [{"name": "POSITION_TIME_DURATION", "value": "00:07"}]
+            }]}),
+        );
+        let plan = plan(&t, &def, &env(), Some(Duration::from_secs(9))).unwrap();
+        assert_eq!(plan.spec.id, ID);
+        assert_eq!(plan.spec.cpu_units, Some(256));
+        assert_eq!(plan.spec.memory_mib, Some(1024));
+        assert_eq!(plan.spec.network, NetworkMode::Awsvpc);
+        assert_eq!(plan.spec.max_runtime, Some(Duration::from_secs(9)));
+        let c = &plan.spec.containers[0];
+        assert_eq!(c.image, "tom-thumb:latest");
+        assert_eq!(
+            c.command.as_deref(),
+            Some(&["thumb".to_owned(), "in.mp4".to_owned()][..])
+        );
+        let var = |k: &str| {
+            c.environment
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(var("POSITION_TIME_DURATION"), Some("00:07"));
+        // The definition's own value wins over what the agent would inject.
+        assert_eq!(var("AWS_REGION"), Some("eu-west-1"));
+        assert_eq!(var("AWS_DEFAULT_REGION"), Some("us-east-1"));
+        assert_eq!(
+            var("ECS_CONTAINER_METADATA_URI_V4"),
+            Some(format!("http://169.254.170.2/v4/{ID}-tom-thumb-container").as_str())
+        );
+        assert_eq!(c.stop_timeout, Duration::from_secs(5));
+        assert_eq!(c.ulimits[0].hard, 4096);
+        assert_eq!(
+            plan.logs,
+            vec![LogDestination {
+                container: "tom-thumb-container".into(),
+                group: "/ecs/tom-thumb".into(),
+                stream: format!("ecs/tom-thumb-container/{ID}"),
+                create_group: true,
+            }]
+        );
+        assert_eq!(t.last_status, TaskStatus::Provisioning);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_honour() {
+        let def = definition(json!({
+            "family": "f",
+            "containerDefinitions": [{
+                "name": "app", "image": "busybox", "memory": 64,
+                "secrets": [{"name": "DB", "valueFrom": "arn:aws:ssm:us-east-1:000000000000:parameter/db"}]
+            }]
+        }));
+        let err = plan(&task(&def, json!(null)), &def, &env(), None).unwrap_err();
+        assert!(err.0.starts_with("ResourceInitializationError:"), "{err}");
+        assert!(err.0.contains("secrets"), "{err}");
+
+        let log = LogConfiguration {
+            log_driver: "awslogs".into(),
+            options: None,
+            secret_options: None,
+        };
+        let err = log_destination(ID, "app", &log).unwrap_err();
+        assert!(err.0.contains("awslogs-group is required"), "{err}");
+    }
+
+    #[test]
+    fn streams_without_prefix_are_container_and_task() {
+        let log = LogConfiguration {
+            log_driver: "awslogs".into(),
+            options: Some([("awslogs-group".to_owned(), "g".to_owned())].into()),
+            secret_options: None,
+        };
+        let dest = log_destination(ID, "app", &log).unwrap().unwrap();
+        assert_eq!(dest.stream, format!("app/{ID}"));
+        assert!(!dest.create_group);
+    }
+}

@@ -1,0 +1,633 @@
+//! Tasks through `hail server` end to end, with the real `aws` CLI and boto3
+//! and real containers: the workshop's tom-thumb definition run with
+//! overrides and an awsvpc configuration, waited for, described; a task
+//! stopped by the user, one that outlives its timeout, one the kernel kills
+//! for its memory, one whose image cannot be pulled; and bad input answered
+//! with ECS's errors.
+
+mod server_support;
+
+#[path = "../../hail-runtime/tests/common/mod.rs"]
+mod images;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use server_support::{aws, common, hail_env, Server, HAIL};
+
+const TOM_THUMB: &str = include_str!("../../hail-model/testdata/tom-thumb-task.json");
+
+/// Imports a busybox root filesystem as `name` into the server's data dir,
+/// with the CLI, while the server runs.
+fn import_busybox(data_dir: &Path, name: &str) {
+    let tar = data_dir.parent().unwrap().join("busybox.tar");
+    if !tar.exists() {
+        images::write_busybox_rootfs_tar(&tar);
+    }
+    let out = std::process::Command::new(HAIL)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["image", "import", name])
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hail image import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write_json(dir: &Path, name: &str, value: &Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+    format!("file://{}", path.display())
+}
+
+fn describe(env: &HashMap<String, String>, task_arn: &str) -> Value {
+    let out = aws(env, &["ecs", "describe-tasks", "--tasks", task_arn]).json();
+    assert_eq!(out["failures"], json!([]), "{out}");
+    out["tasks"][0].clone()
+}
+
+/// Polls DescribeTasks until the task's lastStatus is `status`.
+fn wait_for(env: &HashMap<String, String>, task_arn: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let task = describe(env, task_arn);
+        if task["lastStatus"] == status {
+            return task;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task never reached {status}: {task:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Registers a one-container busybox definition running `script`.
+fn register_sh(
+    env: &HashMap<String, String>,
+    dir: &Path,
+    family: &str,
+    container: Value,
+) -> String {
+    let mut c = json!({
+        "name": "app",
+        "image": "hail.test/busybox:latest",
+        "essential": true,
+        "stopTimeout": 2,
+    });
+    for (k, v) in container.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    let def = json!({
+        "family": family,
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [c],
+    });
+    let file = write_json(dir, &format!("{family}.json"), &def);
+    let out = aws(
+        env,
+        &["ecs", "register-task-definition", "--cli-input-json", &file],
+    )
+    .json();
+    out["taskDefinition"]["taskDefinitionArn"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+const NETWORK: &str = "awsvpcConfiguration={subnets=[subnet-12345678],assignPublicIp=DISABLED}";
+
+fn run(env: &HashMap<String, String>, family: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "ecs",
+        "run-task",
+        "--cluster",
+        "default",
+        "--launch-type",
+        "FARGATE",
+        "--task-definition",
+        family,
+        "--network-configuration",
+        NETWORK,
+    ];
+    args.extend_from_slice(extra);
+    let out = aws(env, &args).json();
+    assert_eq!(out["failures"], json!([]), "{out}");
+    out["tasks"][0].clone()
+}
+
+#[test]
+fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
+    if !images::containers_available() {
+        return;
+    }
+    common::python();
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let server = Server::start(&data_dir);
+    let env = hail_env(&data_dir, &server.endpoint);
+    import_busybox(&data_dir, "tom-thumb:latest");
+    aws(
+        &env,
+        &["ecs", "create-cluster", "--cluster-name", "default"],
+    )
+    .json();
+
+    let def_file = write_json(
+        tmp.path(),
+        "tom-thumb-task.json",
+        &serde_json::from_str(TOM_THUMB).unwrap(),
+    );
+    aws(
+        &env,
+        &[
+            "ecs",
+            "register-task-definition",
+            "--cli-input-json",
+            &def_file,
+        ],
+    )
+    .json();
+
+    // The invoker's call, as the workshop's Lambda makes it.
+    let run_input = json!({
+        "cluster": "default",
+        "launchType": "FARGATE",
+        "taskDefinition": "tom-thumb-task",
+        "count": 1,
+        "platformVersion": "LATEST",
+        "startedBy": "tom-thumb-invoker",
+        "networkConfiguration": {"awsvpcConfiguration": {
+            "subnets": ["subnet-0a1b2c3d"],
+            "securityGroups": ["sg-0a1b2c3d"],
+            "assignPublicIp": "ENABLED"
+        }},
+        "overrides": {"containerOverrides": [{
+            "name": "tom-thumb-container",
+            "command": ["sh", "-c",
+                "echo video=$INPUT_VIDEO_FILE_URL at=$POSITION_TIME_DURATION out=$OUTPUT_THUMBS_FILE_NAME; \
+                 echo region=$AWS_REGION exec=$AWS_EXECUTION_ENV; hostname -i; exit 3"],
+            "environment": [
+                {"name": "INPUT_VIDEO_FILE_URL", "value": "http://127.0.0.1/videos/clip.mp4"},
+                {"name": "POSITION_TIME_DURATION", "value": "00:07"}
+            ]
+        }]}
+    });
+    let run_file = write_json(tmp.path(), "run-task.json", &run_input);
+    let out = aws(&env, &["ecs", "run-task", "--cli-input-json", &run_file]).json();
+    assert_eq!(out["failures"], json!([]));
+    let task = &out["tasks"][0];
+    let task_arn = task["taskArn"].as_str().unwrap().to_owned();
+    assert!(task_arn.starts_with("arn:aws:ecs:us-east-1:000000000000:task/default/"));
+    assert_eq!(task["lastStatus"], "PROVISIONING");
+    assert_eq!(task["desiredStatus"], "RUNNING");
+    assert_eq!(task["launchType"], "FARGATE");
+    assert_eq!(task["startedBy"], "tom-thumb-invoker");
+    assert_eq!(task["group"], "family:tom-thumb-task");
+    assert_eq!(task["cpu"], "256");
+    assert_eq!(task["memory"], "1024");
+    assert_eq!(task["containers"][0]["name"], "tom-thumb-container");
+    assert_eq!(task["containers"][0]["lastStatus"], "PENDING");
+    assert_eq!(task["attachments"][0]["type"], "ElasticNetworkInterface");
+
+    let waited = aws(
+        &env,
+        &["ecs", "wait", "tasks-stopped", "--tasks", &task_arn],
+    );
+    assert!(waited.success, "wait tasks-stopped: {}", waited.stderr);
+    let task = describe(&env, &task_arn);
+    assert_eq!(task["lastStatus"], "STOPPED", "{task:#}");
+    assert_eq!(task["desiredStatus"], "STOPPED");
+    assert_eq!(task["stopCode"], "EssentialContainerExited");
+    assert_eq!(task["stoppedReason"], "Essential container in task exited");
+    let container = &task["containers"][0];
+    assert_eq!(container["exitCode"], 3);
+    assert_eq!(container["lastStatus"], "STOPPED");
+    let ip = container["networkInterfaces"][0]["privateIpv4Address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let subnet: ipnet::Ipv4Net = server.host.subnet.parse().unwrap();
+    assert!(
+        subnet.contains(&ip.parse::<std::net::Ipv4Addr>().unwrap()),
+        "{ip}"
+    );
+    for field in [
+        "createdAt",
+        "startedAt",
+        "stoppingAt",
+        "stoppedAt",
+        "executionStoppedAt",
+    ] {
+        assert!(task[field].is_number(), "{field} missing: {task:#}");
+    }
+    assert!(task["startedAt"].as_f64() <= task["stoppedAt"].as_f64());
+
+    // What the container printed: the overrides and the definition merged,
+    // the agent's variables, the task's own address.
+    let log = task_log(&data_dir, &task_arn, "tom-thumb-container");
+    assert!(
+        log.contains("video=http://127.0.0.1/videos/clip.mp4 at=00:07 out=thumbnail.png"),
+        "{log}"
+    );
+    assert!(
+        log.contains("region=us-east-1 exec=AWS_ECS_FARGATE"),
+        "{log}"
+    );
+    assert!(log.contains(&ip), "{log}");
+
+    // Stopped tasks are still listed and described.
+    let stopped = aws(
+        &env,
+        &[
+            "ecs",
+            "list-tasks",
+            "--desired-status",
+            "STOPPED",
+            "--family",
+            "tom-thumb-task",
+        ],
+    )
+    .json();
+    assert_eq!(stopped["taskArns"], json!([task_arn]));
+    let running = aws(&env, &["ecs", "list-tasks"]).json();
+    assert_eq!(running["taskArns"], json!([]));
+}
+
+/// The json-file log the shim wrote for a container (stdout and stderr).
+fn task_log(data_dir: &Path, task_arn: &str, container: &str) -> String {
+    let id = task_arn.rsplit('/').next().unwrap();
+    let path = data_dir
+        .join("tasks")
+        .join(id)
+        .join("logs")
+        .join(format!("{container}.log"));
+    hail_runtime::logs::read_all(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .map(|r| r.log)
+        .collect()
+}
+
+#[test]
+fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
+    if !images::containers_available() {
+        return;
+    }
+    common::python();
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let server = Server::start(&data_dir);
+    let env = hail_env(&data_dir, &server.endpoint);
+    import_busybox(&data_dir, "hail.test/busybox:latest");
+    aws(
+        &env,
+        &["ecs", "create-cluster", "--cluster-name", "default"],
+    )
+    .json();
+
+    register_sh(
+        &env,
+        tmp.path(),
+        "sleeper",
+        json!({"command": ["sleep", "300"]}),
+    );
+    register_sh(
+        &env,
+        tmp.path(),
+        "hog",
+        json!({"command": ["tail", "/dev/zero"], "memory": 16}),
+    );
+    register_sh(
+        &env,
+        tmp.path(),
+        "unpullable",
+        json!({"image": "127.0.0.1:1/nothing/here:latest", "command": ["true"]}),
+    );
+
+    // Stopped by the user: running first, with its address, then stopped
+    // with the reason given.
+    let sleeper = run(&env, "sleeper", &["--tags", "key=team,value=video"]);
+    let sleeper_arn = sleeper["taskArn"].as_str().unwrap().to_owned();
+    let running = wait_for(&env, &sleeper_arn, "RUNNING");
+    assert_eq!(running["containers"][0]["lastStatus"], "RUNNING");
+    assert_eq!(running["connectivity"], "CONNECTED");
+    assert_eq!(running["attachments"][0]["status"], "ATTACHED");
+    let listed = aws(&env, &["ecs", "list-tasks", "--family", "sleeper"]).json();
+    assert_eq!(listed["taskArns"], json!([sleeper_arn]));
+    let clusters = aws(&env, &["ecs", "describe-clusters", "--clusters", "default"]).json();
+    assert_eq!(clusters["clusters"][0]["runningTasksCount"], 1);
+    let tags = aws(
+        &env,
+        &[
+            "ecs",
+            "list-tags-for-resource",
+            "--resource-arn",
+            &sleeper_arn,
+        ],
+    )
+    .json();
+    assert_eq!(tags["tags"], json!([{"key": "team", "value": "video"}]));
+
+    let stopped = aws(
+        &env,
+        &[
+            "ecs",
+            "stop-task",
+            "--task",
+            &sleeper_arn,
+            "--reason",
+            "no longer needed",
+        ],
+    )
+    .json();
+    assert_eq!(stopped["task"]["desiredStatus"], "STOPPED");
+    let task = wait_for(&env, &sleeper_arn, "STOPPED");
+    assert_eq!(task["stopCode"], "UserInitiated");
+    assert_eq!(task["stoppedReason"], "no longer needed");
+    // busybox sleep as PID 1 ignores SIGTERM: SIGKILL after stopTimeout.
+    assert_eq!(task["containers"][0]["exitCode"], 137);
+
+    // Beyond ECS: the task's maximum runtime, as a tag.
+    let timed = run(
+        &env,
+        "sleeper",
+        &["--tags", "key=hail:maxRuntimeSeconds,value=1"],
+    );
+    let task = wait_for(&env, timed["taskArn"].as_str().unwrap(), "STOPPED");
+    assert_eq!(task["stopCode"], "HailMaxRuntimeExceeded", "{task:#}");
+    assert_eq!(
+        task["stoppedReason"],
+        "Task exceeded its maximum runtime of 1s"
+    );
+
+    // The kernel's OOM killer, in ECS's words.
+    let hog = run(&env, "hog", &[]);
+    let task = wait_for(&env, hog["taskArn"].as_str().unwrap(), "STOPPED");
+    assert_eq!(task["stopCode"], "EssentialContainerExited", "{task:#}");
+    assert_eq!(
+        task["stoppedReason"],
+        "OutOfMemoryError: Container killed due to memory usage"
+    );
+    assert_eq!(task["containers"][0]["exitCode"], 137);
+
+    // An image that is nowhere to be had.
+    let unpullable = run(&env, "unpullable", &[]);
+    let task = wait_for(&env, unpullable["taskArn"].as_str().unwrap(), "STOPPED");
+    assert_eq!(task["stopCode"], "TaskFailedToStart", "{task:#}");
+    let reason = task["stoppedReason"].as_str().unwrap();
+    assert!(reason.starts_with("CannotPullContainerError:"), "{reason}");
+    assert!(task["pullStartedAt"].is_number(), "{task:#}");
+
+    // Nothing is left running, and the cluster counts agree.
+    let clusters = aws(&env, &["ecs", "describe-clusters", "--clusters", "default"]).json();
+    assert_eq!(clusters["clusters"][0]["runningTasksCount"], 0);
+    assert_eq!(clusters["clusters"][0]["pendingTasksCount"], 0);
+}
+
+#[test]
+fn bad_task_requests_get_ecs_errors_and_change_nothing() {
+    if !images::containers_available() {
+        return;
+    }
+    common::python();
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let server = Server::start(&data_dir);
+    let env = hail_env(&data_dir, &server.endpoint);
+    import_busybox(&data_dir, "hail.test/busybox:latest");
+
+    let fails = |args: &[&str], code: &str| {
+        let out = aws(&env, args);
+        assert!(!out.success, "{args:?} succeeded: {}", out.stdout);
+        assert!(
+            out.stderr.contains(&format!("({code})")),
+            "{args:?}: expected {code}: {}",
+            out.stderr
+        );
+        out.stderr
+    };
+    // No cluster yet.
+    fails(
+        &[
+            "ecs",
+            "run-task",
+            "--task-definition",
+            "sleeper",
+            "--network-configuration",
+            NETWORK,
+        ],
+        "ClusterNotFoundException",
+    );
+    aws(
+        &env,
+        &["ecs", "create-cluster", "--cluster-name", "default"],
+    )
+    .json();
+    fails(
+        &[
+            "ecs",
+            "run-task",
+            "--task-definition",
+            "sleeper",
+            "--network-configuration",
+            NETWORK,
+        ],
+        "ClientException",
+    );
+    register_sh(
+        &env,
+        tmp.path(),
+        "sleeper",
+        json!({"command": ["sleep", "300"]}),
+    );
+    fails(
+        &[
+            "ecs",
+            "run-task",
+            "--task-definition",
+            "sleeper:9",
+            "--network-configuration",
+            NETWORK,
+        ],
+        "ClientException",
+    );
+    let msg = fails(
+        &["ecs", "run-task", "--task-definition", "sleeper"],
+        "InvalidParameterException",
+    );
+    assert!(
+        msg.contains("Network Configuration must be provided"),
+        "{msg}"
+    );
+    let msg = fails(
+        &[
+            "ecs",
+            "run-task",
+            "--task-definition",
+            "sleeper",
+            "--network-configuration",
+            NETWORK,
+            "--overrides",
+            r#"{"containerOverrides":[{"name":"nope","command":["true"]}]}"#,
+        ],
+        "InvalidParameterException",
+    );
+    assert!(msg.contains("nope"), "{msg}");
+    fails(
+        &[
+            "ecs",
+            "run-task",
+            "--task-definition",
+            "sleeper",
+            "--network-configuration",
+            NETWORK,
+            "--overrides",
+            r#"{"cpu":"256","memory":"4096"}"#,
+        ],
+        "ClientException",
+    );
+    fails(
+        &[
+            "ecs",
+            "run-task",
+            "--task-definition",
+            "sleeper",
+            "--network-configuration",
+            NETWORK,
+            "--count",
+            "11",
+        ],
+        "InvalidParameterException",
+    );
+    fails(
+        &[
+            "ecs",
+            "run-task",
+            "--cluster",
+            "elsewhere",
+            "--task-definition",
+            "sleeper",
+            "--network-configuration",
+            NETWORK,
+        ],
+        "ClusterNotFoundException",
+    );
+    fails(
+        &[
+            "ecs",
+            "stop-task",
+            "--task",
+            "0123456789abcdef0123456789abcdef",
+        ],
+        "InvalidParameterException",
+    );
+    fails(
+        &[
+            "ecs",
+            "list-tags-for-resource",
+            "--resource-arn",
+            "arn:aws:ecs:us-east-1:000000000000:task/default/0123456789abcdef0123456789abcdef",
+        ],
+        "ResourceNotFoundException",
+    );
+    let missing = aws(
+        &env,
+        &[
+            "ecs",
+            "describe-tasks",
+            "--tasks",
+            "0123456789abcdef0123456789abcdef",
+        ],
+    )
+    .json();
+    assert_eq!(missing["tasks"], json!([]));
+    assert_eq!(missing["failures"][0]["reason"], "MISSING");
+
+    // None of it started or recorded a task.
+    for status in ["RUNNING", "STOPPED"] {
+        let listed = aws(&env, &["ecs", "list-tasks", "--desired-status", status]).json();
+        assert_eq!(listed["taskArns"], json!([]), "{status}");
+    }
+}
+
+#[test]
+fn boto3_invoker_runs_a_task_and_reads_its_result() {
+    if !images::containers_available() {
+        return;
+    }
+    common::python();
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let server = Server::start(&data_dir);
+    let env = hail_env(&data_dir, &server.endpoint);
+    import_busybox(&data_dir, "hail.test/busybox:latest");
+    aws(
+        &env,
+        &["ecs", "create-cluster", "--cluster-name", "default"],
+    )
+    .json();
+    register_sh(
+        &env,
+        tmp.path(),
+        "thumbnailer",
+        json!({"command": ["sh", "-c", "echo made $OUTPUT_THUMBS_FILE_NAME"]}),
+    );
+
+    // A Lambda-style invoker: the event's object becomes the task's input.
+    let script = r#"
+import json, os, sys, boto3
+ecs = boto3.client("ecs", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+def handler(event, context):
+    record = event["Records"][0]["s3"]
+    response = ecs.run_task(
+        cluster="default",
+        launchType="FARGATE",
+        taskDefinition="thumbnailer",
+        count=1,
+        platformVersion="LATEST",
+        networkConfiguration={"awsvpcConfiguration": {
+            "subnets": ["subnet-0a1b2c3d"], "assignPublicIp": "ENABLED"}},
+        overrides={"containerOverrides": [{
+            "name": "app",
+            "environment": [
+                {"name": "INPUT_VIDEO_FILE_URL", "value": "s3://%s/%s" % (record["bucket"]["name"], record["object"]["key"])},
+                {"name": "OUTPUT_THUMBS_FILE_NAME", "value": record["object"]["key"] + ".png"},
+            ],
+        }]},
+    )
+    return response
+response = handler({"Records": [{"s3": {"bucket": {"name": "in"}, "object": {"key": "clip.mp4"}}}]}, None)
+assert response["failures"] == [], response
+arn = response["tasks"][0]["taskArn"]
+ecs.get_waiter("tasks_stopped").wait(cluster="default", tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+task = ecs.describe_tasks(cluster="default", tasks=[arn])["tasks"][0]
+print(json.dumps({"arn": arn, "exit": task["containers"][0]["exitCode"],
+                  "stopCode": task["stopCode"], "last": task["lastStatus"]}))
+"#;
+    let out = common::python_command(&env["AWS_DEFAULT_REGION"])
+        .args(["-c", script])
+        .envs(&env)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "invoker: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["last"], "STOPPED");
+    assert_eq!(result["exit"], 0);
+    assert_eq!(result["stopCode"], "EssentialContainerExited");
+    let log = task_log(&data_dir, result["arn"].as_str().unwrap(), "app");
+    assert!(log.contains("made clip.mp4.png"), "{log}");
+}
