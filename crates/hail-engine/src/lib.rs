@@ -12,6 +12,7 @@
 
 pub mod ecs;
 pub mod error;
+pub mod metadata;
 
 use std::sync::Arc;
 
