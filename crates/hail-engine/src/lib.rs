@@ -12,6 +12,7 @@
 
 pub mod ecs;
 pub mod error;
+pub mod metadata;
 pub mod tasks;
 
 use std::sync::Arc;

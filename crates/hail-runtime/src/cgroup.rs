@@ -11,6 +11,8 @@
 //! machines) and pure v2. The filesystem root is a parameter so the file-level
 //! logic can be tested against a directory of plain files.
 
+pub mod accounting;
+
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io;

@@ -19,4 +19,5 @@ pub mod seccomp;
 pub mod shim;
 pub mod spec;
 pub mod task;
+pub mod usage;
 pub mod user;

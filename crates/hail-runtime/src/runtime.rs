@@ -276,6 +276,23 @@ impl Runtime {
         }
     }
 
+    /// The task's status without acting on it: its shim's answer or, while
+    /// the shim does not answer, what it last recorded (`None` before it
+    /// recorded anything). Unlike [`Runtime::status`] this never stops a task
+    /// whose shim is gone, so readers that must change nothing (the task
+    /// metadata endpoint) can call it.
+    pub async fn peek_status(&self, id: &str) -> Result<Option<TaskStatus>, RuntimeError> {
+        let dir = self.existing_task_dir(id)?;
+        if let Ok(ShimResponse::Status { status }) = ShimClient::new(&dir.join(SOCKET_FILE))
+            .call(&ShimRequest::Status)
+            .await
+        {
+            return Ok(Some(*status));
+        }
+        let state_path = dir.join(STATE_FILE);
+        durable::read_json(&state_path).map_err(io_err(&state_path))
+    }
+
     /// Waits until the task has stopped; releases its network then.
     pub async fn wait(&self, id: &str) -> Result<TaskStatus, RuntimeError> {
         let dir = self.existing_task_dir(id)?;

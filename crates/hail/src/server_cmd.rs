@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use std::time::Duration;
 
 use hail_api::{ApiService, Clock, StaticCredentials, SystemClock};
+use hail_engine::metadata::TaskMetadataService;
 use hail_engine::tasks::ControllerConfig;
 use hail_engine::{Engine, TaskController};
 use hail_model::arn::Scope;
@@ -37,6 +38,10 @@ pub struct ServerArgs {
     /// their files are removed.
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     pub task_retention: u64,
+    /// Port of the task metadata endpoint on 169.254.170.2, where every
+    /// task reaches it (0 picks a free one).
+    #[arg(long, default_value_t = 80)]
+    pub metadata_port: u16,
 }
 
 #[derive(clap::Args)]
@@ -138,10 +143,40 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
         collected = recovery.collected,
         "recovered"
     );
+    let runtime = Arc::new(runtime);
+    // Tasks reach the engine at the ECS agent's link-local address, which
+    // the runtime puts on the host side of the task bridge.
+    let metadata_listener = tokio::net::TcpListener::bind((
+        std::net::Ipv4Addr::from([169, 254, 170, 2]),
+        args.metadata_port,
+    ))
+    .await
+    .with_context(|| {
+        format!(
+            "listen on {}:{} for the task metadata endpoint",
+            hail_api::metadata::ECS_AGENT_ADDRESS,
+            args.metadata_port
+        )
+    })?;
+    let metadata_addr = metadata_listener
+        .local_addr()
+        .context("read the metadata endpoint's address")?;
+    let metadata = hail_api::metadata_router(Arc::new(TaskMetadataService::new(
+        store.clone(),
+        runtime.clone(),
+    )));
+    tokio::spawn(async move {
+        let service = metadata.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(metadata_listener, service).await {
+            tracing::error!("task metadata endpoint stopped: {e}");
+        }
+    });
+
     let mut config = ControllerConfig::new(scope.region.clone());
     config.retention = Duration::from_secs(args.task_retention);
+    config.environment.metadata_endpoint = Some(metadata_addr.to_string());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let controller = TaskController::new(store.clone(), Arc::new(runtime), clock.clone(), config);
+    let controller = TaskController::new(store.clone(), runtime, clock.clone(), config);
     tokio::spawn(controller.clone().run());
     let engine = Engine::new(store, scope)
         .with_clock(clock)

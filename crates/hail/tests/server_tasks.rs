@@ -175,7 +175,8 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
             "name": "tom-thumb-container",
             "command": ["sh", "-c",
                 "echo video=$INPUT_VIDEO_FILE_URL at=$POSITION_TIME_DURATION out=$OUTPUT_THUMBS_FILE_NAME; \
-                 echo region=$AWS_REGION exec=$AWS_EXECUTION_ENV; hostname -i; exit 3"],
+                 echo region=$AWS_REGION exec=$AWS_EXECUTION_ENV; hostname -i; \
+                 wget -qO- $ECS_CONTAINER_METADATA_URI_V4/task; echo; exit 3"],
             "environment": [
                 {"name": "INPUT_VIDEO_FILE_URL", "value": "http://127.0.0.1/videos/clip.mp4"},
                 {"name": "POSITION_TIME_DURATION", "value": "00:07"}
@@ -244,6 +245,15 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
         "{log}"
     );
     assert!(log.contains(&ip), "{log}");
+    // The task metadata endpoint answered from inside the task.
+    let metadata_line = log
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no metadata in the output: {log}"));
+    let metadata: Value = serde_json::from_str(metadata_line).unwrap();
+    assert_eq!(metadata["TaskARN"], task_arn.as_str());
+    assert_eq!(metadata["Family"], "tom-thumb-task");
+    assert_eq!(metadata["Containers"][0]["Name"], "tom-thumb-container");
 
     // Stopped tasks are still listed and described.
     let stopped = aws(

@@ -170,11 +170,7 @@ impl TaskController {
     /// One pass: a worker for every unfinished task without one, and the
     /// retention sweep of long-stopped tasks.
     pub async fn reconcile(&self) -> Result<(), StoreError> {
-        let unfinished = self
-            .inner
-            .store
-            .read(tasks::list_unfinished)
-            .await?;
+        let unfinished = self.inner.store.read(tasks::list_unfinished).await?;
         for stored in unfinished {
             let id = tasks::task_id(&stored.task)?;
             self.spawn_worker(id, None);

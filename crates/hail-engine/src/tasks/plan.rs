@@ -173,16 +173,10 @@ fn injected_environment(
     if let Some(endpoint) = &env.metadata_endpoint {
         vars.push((
             "ECS_CONTAINER_METADATA_URI_V4".to_owned(),
-            metadata_uri(endpoint, task_id, container),
+            hail_api::metadata_uri(endpoint, task_id, container),
         ));
     }
     vars
-}
-
-/// The metadata URI of one container: `http://<endpoint>/v4/<task id>-<container>`.
-/// Task ids are 32 hex digits, so the id splits back unambiguously.
-pub fn metadata_uri(endpoint: &str, task_id: &str, container: &str) -> String {
-    format!("http://{endpoint}/v4/{task_id}-{container}")
 }
 
 /// Where an `awslogs` container's output goes: group `awslogs-group`,

@@ -49,11 +49,14 @@ impl Server {
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(HAIL)
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", &listen])
+            .args(["--listen", &listen, "--metadata-port", "0"])
             .args(host.flags())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
