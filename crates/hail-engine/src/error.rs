@@ -40,6 +40,9 @@ pub enum EngineError {
     /// RunTask named no registered revision; ECS's wording.
     #[error("TaskDefinition not found.")]
     TaskDefinitionNotFound,
+    /// A RunTask clientToken that came before with a different request.
+    #[error("clientToken {token} was already used with a different request")]
+    ClientTokenReused { token: String },
     /// StopTask named no task of the cluster; ECS's wording.
     #[error("The referenced task was not found.")]
     TaskNotFound,
@@ -82,7 +85,9 @@ impl From<EngineError> for ApiError {
             EngineError::TaskDefinitionNotDescribed { .. }
             | EngineError::TaskDefinitionMissing { .. }
             | EngineError::TaskDefinitionNotFound => ErrorCode::ClientException,
-            EngineError::TaskNotFound => ErrorCode::InvalidParameterException,
+            EngineError::TaskNotFound | EngineError::ClientTokenReused { .. } => {
+                ErrorCode::InvalidParameterException
+            }
             EngineError::ResourceNotFound { .. } => ErrorCode::ResourceNotFoundException,
             EngineError::NoDataPlane => ErrorCode::ServerException,
             EngineError::Unsupported { .. } => ErrorCode::UnknownOperationException,

@@ -17,11 +17,18 @@ pub struct Migration {
 }
 
 /// All migrations this binary knows, in order; versions are 1..=N without gaps.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "run_task_tokens",
+        sql: include_str!("../migrations/0002_run_task_tokens.sql"),
+    },
+];
 
 /// The newest schema version this binary knows.
 pub fn known_version() -> u32 {

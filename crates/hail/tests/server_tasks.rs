@@ -398,6 +398,59 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
     assert!(reason.starts_with("CannotPullContainerError:"), "{reason}");
     assert!(task["pullStartedAt"].is_number(), "{task:#}");
 
+    // A retried RunTask (same clientToken, same request) gets the tasks the
+    // first call started; the token with another request is refused.
+    let first = run(&env, "unpullable", &["--client-token", "retry-1"]);
+    let again = run(&env, "unpullable", &["--client-token", "retry-1"]);
+    assert_eq!(first["taskArn"], again["taskArn"]);
+    let other = aws(
+        &env,
+        &[
+            "ecs",
+            "run-task",
+            "--task-definition",
+            "unpullable",
+            "--network-configuration",
+            NETWORK,
+            "--client-token",
+            "retry-1",
+            "--started-by",
+            "someone-else",
+        ],
+    );
+    assert!(!other.success);
+    assert!(
+        other.stderr.contains("(InvalidParameterException)"),
+        "{}",
+        other.stderr
+    );
+    let runs = aws(
+        &env,
+        &[
+            "ecs",
+            "list-tasks",
+            "--family",
+            "unpullable",
+            "--desired-status",
+            "STOPPED",
+        ],
+    )
+    .json();
+    wait_for(&env, first["taskArn"].as_str().unwrap(), "STOPPED");
+    let all = aws(
+        &env,
+        &[
+            "ecs",
+            "list-tasks",
+            "--family",
+            "unpullable",
+            "--desired-status",
+            "STOPPED",
+        ],
+    )
+    .json();
+    assert_eq!(all["taskArns"].as_array().unwrap().len(), 2, "{runs} {all}");
+
     // Nothing is left running, and the cluster counts agree.
     let clusters = aws(&env, &["ecs", "describe-clusters", "--clusters", "default"]).json();
     assert_eq!(clusters["clusters"][0]["runningTasksCount"], 0);

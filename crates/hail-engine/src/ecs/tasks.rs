@@ -18,7 +18,7 @@ use hail_model::ecs::{
     ClusterStatus, Container, Failure, RunTaskInput, Tag, Task, TaskDefinition, TaskStatus,
     DEFAULT_CLUSTER_NAME,
 };
-use hail_store::{clusters, tags, task_definitions, tasks, Connection};
+use hail_store::{client_tokens, clusters, tags, task_definitions, tasks, Connection};
 use serde::{Deserialize, Serialize};
 
 use crate::tasks::{observe, Launch};
@@ -173,21 +173,65 @@ pub async fn run_task(engine: &Engine, input: RunTaskInput) -> Result<RunTaskOut
         new_tasks.push(task);
     }
 
-    let stored = engine
+    // The request without its token identifies a retry of it.
+    let token = input.client_token.clone();
+    let request = token
+        .as_ref()
+        .map(|_| {
+            let mut bare = input.clone();
+            bare.client_token = None;
+            serde_json::to_string(&bare).map_err(|source| EngineError::Encode { source })
+        })
+        .transpose()?;
+    let replayed = engine
         .store()
         .write({
             let new_tasks = new_tasks.clone();
             let task_tags = task_tags.clone();
             move |tx| {
+                if let (Some(token), Some(request)) = (token.as_deref(), request) {
+                    if let Some(first) = client_tokens::get(tx, token)? {
+                        if first.request != request {
+                            return Err(EngineError::ClientTokenReused {
+                                token: token.to_owned(),
+                            });
+                        }
+                        let mut earlier = Vec::new();
+                        for arn in &first.task_arns {
+                            let id = arn.rsplit('/').next().unwrap_or(arn);
+                            if let Some(stored) = tasks::get(tx, id)? {
+                                let mut task = stored.task;
+                                task.tags = tags::list(tx, &task.task_arn)?;
+                                earlier.push(task);
+                            }
+                        }
+                        return Ok(Some(earlier));
+                    }
+                    client_tokens::insert(
+                        tx,
+                        token,
+                        &client_tokens::TokenUse {
+                            request,
+                            task_arns: new_tasks.iter().map(|t| t.task_arn.clone()).collect(),
+                        },
+                        now.as_millis(),
+                    )?;
+                }
                 for task in &new_tasks {
                     tasks::insert(tx, task)?;
                     tags::set(tx, &task.task_arn, &task_tags)?;
                 }
-                Ok::<_, EngineError>(())
+                Ok::<_, EngineError>(None)
             }
         })
-        .await;
-    stored?;
+        .await?;
+    if let Some(earlier) = replayed {
+        // A retry of a request already served: its tasks, nothing new.
+        return Ok(RunTaskOutput {
+            tasks: earlier,
+            failures: Vec::new(),
+        });
+    }
 
     let definition = Arc::new(def);
     controller.launch(

@@ -26,7 +26,7 @@ use hail_model::ecs::task::max_runtime_from_tags;
 use hail_model::ecs::{Task, TaskDefinition, TaskStatus, Timestamp};
 use hail_runtime::image::registry::PullOptions;
 use hail_runtime::runtime::{Runtime, RuntimeError};
-use hail_store::{tags, task_definitions, tasks, Store, StoreError};
+use hail_store::{client_tokens, tags, task_definitions, tasks, Store, StoreError};
 use tokio::sync::Notify;
 
 use super::observe;
@@ -181,7 +181,12 @@ impl TaskController {
         let expired = self
             .inner
             .store
-            .write(move |tx| tasks::delete_stopped_before(tx, cutoff))
+            .write(move |tx| {
+                // A retry of a RunTask comes within seconds; an hour-old
+                // token only keeps a table growing.
+                client_tokens::delete_before(tx, cutoff.as_millis())?;
+                tasks::delete_stopped_before(tx, cutoff)
+            })
             .await?;
         for id in expired {
             match self.inner.runtime.remove(&id).await {
