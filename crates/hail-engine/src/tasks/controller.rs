@@ -244,6 +244,7 @@ fn now(clock: &dyn Clock) -> Timestamp {
 /// One task's worker: start it if needed, stop it if asked, wait for its
 /// end, record everything.
 async fn drive(inner: &Arc<Inner>, id: &str, launch: Option<Launch>) -> Result<(), WorkerError> {
+    let began = std::time::Instant::now();
     let (task, definition, max_runtime) = match launch {
         Some(l) => (l.task, l.definition, l.max_runtime),
         None => load(inner, id).await?,
@@ -276,6 +277,7 @@ async fn drive(inner: &Arc<Inner>, id: &str, launch: Option<Launch>) -> Result<(
             return Ok(());
         }
         None => {
+            tracing::debug!(task = %id, ms = began.elapsed().as_secs_f64() * 1e3, "starting");
             if !start(inner, id, &task, &definition, max_runtime).await? {
                 return Ok(());
             }
@@ -360,9 +362,17 @@ async fn start(
         fail(inner, id, reason).await?;
         return Ok(false);
     }
+    let started = std::time::Instant::now();
     match inner.runtime.start_task(&spec).await {
         Ok(status) => {
+            let start_ms = started.elapsed().as_secs_f64() * 1e3;
             record(inner, id, move |t, now| observe::apply(t, &status, now)).await?;
+            tracing::debug!(
+                task = %id,
+                start_ms,
+                recorded_ms = started.elapsed().as_secs_f64() * 1e3,
+                "started"
+            );
             Ok(true)
         }
         Err(e) => {
