@@ -324,6 +324,20 @@ pub fn delete_stopped_before(tx: &Transaction, cutoff: Timestamp) -> Result<Vec<
     Ok(ids)
 }
 
+/// The memory (MiB) of every task that has not stopped, from the task-level
+/// `memory` each task was started with: what the host has promised.
+pub fn reserved_memory_mib(conn: &Connection) -> Result<u64> {
+    let total: Option<i64> = conn
+        .query_row(
+            "SELECT SUM(CAST(json_extract(doc, '$.memory') AS INTEGER)) FROM tasks
+             WHERE last_status != 'STOPPED'",
+            [],
+            |r| r.get(0),
+        )
+        .ctx("sum reserved memory")?;
+    Ok(u64::try_from(total.unwrap_or(0)).unwrap_or(0))
+}
+
 /// Every task whose lastStatus is not STOPPED, oldest first: what the engine
 /// must re-adopt or reconcile after a restart.
 pub fn list_unfinished(conn: &Connection) -> Result<Vec<StoredTask>> {

@@ -42,6 +42,10 @@ pub struct ServerArgs {
     /// task reaches it (0 picks a free one).
     #[arg(long, default_value_t = 80)]
     pub metadata_port: u16,
+    /// Memory (MiB) tasks may reserve in total; RunTask reports
+    /// RESOURCE:MEMORY beyond it. The host's physical memory by default.
+    #[arg(long, value_name = "MIB")]
+    pub task_memory: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -175,6 +179,10 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
     let mut config = ControllerConfig::new(scope.region.clone());
     config.retention = Duration::from_secs(args.task_retention);
     config.environment.metadata_endpoint = Some(metadata_addr.to_string());
+    config.memory_capacity_mib = match args.task_memory {
+        Some(mib) => Some(mib),
+        None => host_memory_mib(),
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let controller = TaskController::new(store.clone(), runtime, clock.clone(), config);
     tokio::spawn(controller.clone().run());
@@ -216,6 +224,20 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
         .context("serve the API")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The host's physical memory, from /proc/meminfo's MemTotal.
+fn host_memory_mib() -> Option<u64> {
+    let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024)
 }
 
 async fn shutdown_signal() {

@@ -458,6 +458,70 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
 }
 
 #[test]
+fn tasks_beyond_the_hosts_memory_are_failures_as_ecs_reports_them() {
+    if !images::containers_available() {
+        return;
+    }
+    common::python();
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let server = Server::start_with(
+        &data_dir,
+        server_support::host::HostNames::unique(1),
+        &["--task-memory", "1024"],
+    );
+    let env = hail_env(&data_dir, &server.endpoint);
+    import_busybox(&data_dir, "hail.test/busybox:latest");
+    aws(
+        &env,
+        &["ecs", "create-cluster", "--cluster-name", "default"],
+    )
+    .json();
+    register_sh(
+        &env,
+        tmp.path(),
+        "sleeper",
+        json!({"command": ["sleep", "300"]}),
+    );
+    // 512 MiB each: two fit in 1024 MiB, the third does not.
+    let out = aws(
+        &env,
+        &[
+            "ecs",
+            "run-task",
+            "--task-definition",
+            "sleeper",
+            "--count",
+            "3",
+            "--network-configuration",
+            NETWORK,
+        ],
+    )
+    .json();
+    assert_eq!(out["tasks"].as_array().unwrap().len(), 2, "{out:#}");
+    assert_eq!(out["failures"].as_array().unwrap().len(), 1, "{out:#}");
+    assert_eq!(out["failures"][0]["reason"], "RESOURCE:MEMORY");
+    // Once one stops, its memory is free again.
+    let first = out["tasks"][0]["taskArn"].as_str().unwrap();
+    aws(&env, &["ecs", "stop-task", "--task", first]).json();
+    wait_for(&env, first, "STOPPED");
+    let again = aws(
+        &env,
+        &[
+            "ecs",
+            "run-task",
+            "--task-definition",
+            "sleeper",
+            "--network-configuration",
+            NETWORK,
+        ],
+    )
+    .json();
+    assert_eq!(again["failures"], json!([]), "{again:#}");
+    assert_eq!(again["tasks"].as_array().unwrap().len(), 1);
+}
+
+#[test]
 fn bad_task_requests_get_ecs_errors_and_change_nothing() {
     if !images::containers_available() {
         return;

@@ -183,13 +183,14 @@ pub async fn run_task(engine: &Engine, input: RunTaskInput) -> Result<RunTaskOut
             serde_json::to_string(&bare).map_err(|source| EngineError::Encode { source })
         })
         .transpose()?;
-    let replayed = engine
+    let capacity = controller.config().memory_capacity_mib;
+    let outcome = engine
         .store()
         .write({
             let new_tasks = new_tasks.clone();
             let task_tags = task_tags.clone();
             move |tx| {
-                if let (Some(token), Some(request)) = (token.as_deref(), request) {
+                if let (Some(token), Some(request)) = (token.as_deref(), request.as_deref()) {
                     if let Some(first) = client_tokens::get(tx, token)? {
                         if first.request != request {
                             return Err(EngineError::ClientTokenReused {
@@ -205,33 +206,55 @@ pub async fn run_task(engine: &Engine, input: RunTaskInput) -> Result<RunTaskOut
                                 earlier.push(task);
                             }
                         }
-                        return Ok(Some(earlier));
+                        return Ok(Outcome::Replayed(earlier));
                     }
-                    client_tokens::insert(
-                        tx,
-                        token,
-                        &client_tokens::TokenUse {
-                            request,
-                            task_arns: new_tasks.iter().map(|t| t.task_arn.clone()).collect(),
-                        },
-                        now.as_millis(),
-                    )?;
                 }
+                // Placement on this one host: a task whose memory the host
+                // cannot promise any more is a failure, as ECS reports one.
+                let mut reserved = tasks::reserved_memory_mib(tx)?;
+                let mut placed = Vec::new();
+                let mut failures = Vec::new();
                 for task in &new_tasks {
+                    let memory: u64 = task.memory.as_deref().and_then(|m| m.parse().ok()).unwrap_or(0);
+                    if capacity.is_some_and(|cap| reserved + memory > cap) {
+                        failures.push(Failure {
+                            arn: Some(task.task_definition_arn.clone()),
+                            reason: Some("RESOURCE:MEMORY".to_owned()),
+                            detail: Some(format!(
+                                "the host has {} MiB of its {} MiB left for tasks; this task needs {memory} MiB",
+                                capacity.unwrap_or(0).saturating_sub(reserved),
+                                capacity.unwrap_or(0)
+                            )),
+                        });
+                        continue;
+                    }
+                    reserved += memory;
                     tasks::insert(tx, task)?;
                     tags::set(tx, &task.task_arn, &task_tags)?;
+                    placed.push(task.task_arn.clone());
                 }
-                Ok::<_, EngineError>(None)
+                if let (Some(token), Some(request)) = (token, request) {
+                    let first = client_tokens::TokenUse {
+                        request,
+                        task_arns: placed.clone(),
+                    };
+                    client_tokens::insert(tx, &token, &first, now.as_millis())?;
+                }
+                Ok::<_, EngineError>(Outcome::New { placed, failures })
             }
         })
         .await?;
-    if let Some(earlier) = replayed {
+    let (placed, failures) = match outcome {
         // A retry of a request already served: its tasks, nothing new.
-        return Ok(RunTaskOutput {
-            tasks: earlier,
-            failures: Vec::new(),
-        });
-    }
+        Outcome::Replayed(earlier) => {
+            return Ok(RunTaskOutput {
+                tasks: earlier,
+                failures: Vec::new(),
+            })
+        }
+        Outcome::New { placed, failures } => (placed, failures),
+    };
+    new_tasks.retain(|t| placed.contains(&t.task_arn));
 
     let definition = Arc::new(def);
     controller.launch(
@@ -252,8 +275,19 @@ pub async fn run_task(engine: &Engine, input: RunTaskInput) -> Result<RunTaskOut
                 t
             })
             .collect(),
-        failures: Vec::new(),
+        failures,
     })
+}
+
+/// What RunTask's transaction did.
+enum Outcome {
+    /// The tasks a request with the same clientToken started earlier.
+    Replayed(Vec<Task>),
+    /// The tasks started now (by ARN), and those the host had no room for.
+    New {
+        placed: Vec<String>,
+        failures: Vec<Failure>,
+    },
 }
 
 /// A random id in the UUID shape ECS gives containers.

@@ -41,6 +41,9 @@ pub struct ControllerConfig {
     pub resync: Duration,
     pub environment: TaskEnvironment,
     pub pull: PullOptions,
+    /// Memory (MiB) the host can promise to tasks; RunTask reports a
+    /// `RESOURCE:MEMORY` failure for a task that would go beyond it.
+    pub memory_capacity_mib: Option<u64>,
 }
 
 impl ControllerConfig {
@@ -54,6 +57,7 @@ impl ControllerConfig {
                 metadata_endpoint: None,
             },
             pull: PullOptions::default(),
+            memory_capacity_mib: None,
         }
     }
 }
@@ -121,6 +125,10 @@ impl TaskController {
                 pulls: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    pub fn config(&self) -> &ControllerConfig {
+        &self.inner.config
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {

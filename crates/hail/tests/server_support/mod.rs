@@ -39,6 +39,11 @@ impl Server {
 
     /// A server on given host resources (a restart passes the same ones).
     pub fn start_on(data_dir: &Path, host: host::HostNames) -> Server {
+        Self::start_with(data_dir, host, &[])
+    }
+
+    /// A server with extra `hail server` flags.
+    pub fn start_with(data_dir: &Path, host: host::HostNames, extra: &[&str]) -> Server {
         // The port is free now; nothing else on this machine races for
         // ephemeral loopback ports in the moment before the server binds it.
         let port = TcpListener::bind("127.0.0.1:0")
@@ -57,6 +62,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", &listen, "--metadata-port", "0"])
+            .args(extra)
             .args(host.flags())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
