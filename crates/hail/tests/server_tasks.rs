@@ -522,6 +522,45 @@ fn tasks_beyond_the_hosts_memory_are_failures_as_ecs_reports_them() {
 }
 
 #[test]
+fn stopped_tasks_are_forgotten_after_the_retention_period() {
+    if !images::containers_available() {
+        return;
+    }
+    common::python();
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let server = Server::start_with(
+        &data_dir,
+        server_support::host::HostNames::unique(1),
+        &["--task-retention", "1"],
+    );
+    let env = hail_env(&data_dir, &server.endpoint);
+    import_busybox(&data_dir, "hail.test/busybox:latest");
+    aws(
+        &env,
+        &["ecs", "create-cluster", "--cluster-name", "default"],
+    )
+    .json();
+    register_sh(&env, tmp.path(), "quick", json!({"command": ["true"]}));
+    let task = run(&env, "quick", &[]);
+    let arn = task["taskArn"].as_str().unwrap();
+    let id = arn.rsplit('/').next().unwrap();
+    wait_for(&env, arn, "STOPPED");
+    assert!(data_dir.join("tasks").join(id).exists());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = aws(&env, &["ecs", "describe-tasks", "--tasks", arn]).json();
+        if out["failures"][0]["reason"] == "MISSING" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still described: {out}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Its files went with it.
+    assert!(!data_dir.join("tasks").join(id).exists());
+}
+
+#[test]
 fn bad_task_requests_get_ecs_errors_and_change_nothing() {
     if !images::containers_available() {
         return;
