@@ -37,6 +37,9 @@ pub enum EngineError {
     /// which clients match on, then the reference.
     #[error("The specified task definition does not exist. ({reference})")]
     TaskDefinitionMissing { reference: String },
+    /// A CloudWatch Logs failure, already in CloudWatch's words.
+    #[error(transparent)]
+    Logs(#[from] crate::logs::LogsError),
     /// RunTask named no registered revision; ECS's wording.
     #[error("TaskDefinition not found.")]
     TaskDefinitionNotFound,
@@ -90,6 +93,15 @@ impl From<EngineError> for ApiError {
             }
             EngineError::ResourceNotFound { .. } => ErrorCode::ResourceNotFoundException,
             EngineError::NoDataPlane => ErrorCode::ServerException,
+            EngineError::Logs(e) => match e.kind {
+                crate::logs::LogsErrorKind::NotFound => ErrorCode::ResourceNotFoundException,
+                crate::logs::LogsErrorKind::AlreadyExists => {
+                    ErrorCode::ResourceAlreadyExistsException
+                }
+                crate::logs::LogsErrorKind::InvalidParameter => {
+                    ErrorCode::InvalidParameterException
+                }
+            },
             EngineError::Unsupported { .. } => ErrorCode::UnknownOperationException,
             // A token or page size the caller sent, checked by the store.
             EngineError::Store(StoreError::InvalidToken { .. })

@@ -12,6 +12,7 @@
 
 pub mod ecs;
 pub mod error;
+pub mod logs;
 pub mod metadata;
 pub mod tasks;
 
@@ -102,6 +103,7 @@ impl Engine {
     ) -> Result<Value, EngineError> {
         match service {
             Service::Ecs => ecs::dispatch(self, op, body).await,
+            Service::Logs => logs::dispatch(self, op, body).await,
             other => Err(EngineError::Unsupported {
                 service: other.signing_name(),
                 operation: op.to_owned(),

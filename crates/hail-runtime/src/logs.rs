@@ -124,7 +124,8 @@ impl LogWriter {
     }
 }
 
-fn rotated_path(path: &Path, n: u32) -> PathBuf {
+/// The `n`th rotated file of the log at `path` (`NAME.n`; 1 is the newest).
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{n}"));
     path.with_file_name(name)

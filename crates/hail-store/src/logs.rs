@@ -627,3 +627,57 @@ pub fn delete_events_before(tx: &Transaction, group: &str, cutoff: i64) -> Resul
     )
     .ctx("expire log events")
 }
+
+/// How far a container's log file has been shipped: the file's inode (None
+/// before the file was first seen) and the offset after the last shipped line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShipCursor {
+    pub inode: Option<u64>,
+    pub offset: u64,
+}
+
+/// The shipping cursor of a task's container; the start of the file when none.
+pub fn get_cursor(conn: &Connection, task_id: &str, container: &str) -> Result<ShipCursor> {
+    let row: Option<(Option<i64>, i64)> = conn
+        .query_row(
+            "SELECT inode, offset FROM log_cursors WHERE task_id = ?1 AND container = ?2",
+            params![task_id, container],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .ctx("get log cursor")?;
+    Ok(row
+        .map(|(inode, offset)| ShipCursor {
+            inode: inode.and_then(|i| u64::try_from(i).ok()),
+            offset: u64::try_from(offset).unwrap_or(0),
+        })
+        .unwrap_or_default())
+}
+
+/// Records a container's shipping cursor.
+pub fn set_cursor(
+    tx: &Transaction,
+    task_id: &str,
+    container: &str,
+    cursor: ShipCursor,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO log_cursors (task_id, container, inode, offset) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (task_id, container) DO UPDATE SET inode = excluded.inode, offset = excluded.offset",
+        params![
+            task_id,
+            container,
+            cursor.inode.and_then(|i| i64::try_from(i).ok()),
+            i64::try_from(cursor.offset).unwrap_or(i64::MAX)
+        ],
+    )
+    .ctx("set log cursor")?;
+    Ok(())
+}
+
+/// Forgets the cursors of a task.
+pub fn delete_cursors(tx: &Transaction, task_id: &str) -> Result<()> {
+    tx.execute("DELETE FROM log_cursors WHERE task_id = ?1", [task_id])
+        .ctx("delete log cursors")?;
+    Ok(())
+}

@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "run_task_tokens",
         sql: include_str!("../migrations/0002_run_task_tokens.sql"),
     },
+    Migration {
+        version: 3,
+        name: "log_cursors",
+        sql: include_str!("../migrations/0003_log_cursors.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

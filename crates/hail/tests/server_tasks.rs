@@ -86,6 +86,7 @@ fn register_sh(
     }
     let def = json!({
         "family": family,
+        "executionRoleArn": "arn:aws:iam::000000000000:role/ecsTaskExecutionRole",
         "networkMode": "awsvpc",
         "requiresCompatibilities": ["FARGATE"],
         "cpu": "256",
@@ -141,6 +142,17 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
         &["ecs", "create-cluster", "--cluster-name", "default"],
     )
     .json();
+    // The definition's awslogs group, created beforehand as on AWS.
+    let created = aws(
+        &env,
+        &[
+            "logs",
+            "create-log-group",
+            "--log-group-name",
+            "/ecs/tom-thumb-task",
+        ],
+    );
+    assert!(created.success, "{}", created.stderr);
 
     let def_file = write_json(
         tmp.path(),
@@ -254,6 +266,41 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
     assert_eq!(metadata["TaskARN"], task_arn.as_str());
     assert_eq!(metadata["Family"], "tom-thumb-task");
     assert_eq!(metadata["Containers"][0]["Name"], "tom-thumb-container");
+
+    // The same output through CloudWatch Logs, in the stream ECS names.
+    let stream = format!(
+        "ecs/tom-thumb-container/{}",
+        task_arn.rsplit('/').next().unwrap()
+    );
+    let events = aws(
+        &env,
+        &[
+            "logs",
+            "get-log-events",
+            "--log-group-name",
+            "/ecs/tom-thumb-task",
+            "--log-stream-name",
+            &stream,
+            "--start-from-head",
+        ],
+    )
+    .json();
+    let messages: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages[0], "video=http://127.0.0.1/videos/clip.mp4 at=00:07 out=thumbnail.png",
+        "{events:#}"
+    );
+    assert_eq!(messages[1], "region=us-east-1 exec=AWS_ECS_FARGATE");
+    assert_eq!(
+        messages.len(),
+        log.lines().filter(|l| !l.is_empty()).count(),
+        "{log}"
+    );
 
     // Stopped tasks are still listed and described.
     let stopped = aws(
@@ -397,6 +444,27 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
     let reason = task["stoppedReason"].as_str().unwrap();
     assert!(reason.starts_with("CannotPullContainerError:"), "{reason}");
     assert!(task["pullStartedAt"].is_number(), "{task:#}");
+
+    // An awslogs group that does not exist stops the task before it
+    // starts, as ECS does.
+    register_sh(
+        &env,
+        tmp.path(),
+        "nolog",
+        json!({"command": ["true"], "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": "/ecs/missing", "awslogs-region": "us-east-1",
+            "awslogs-stream-prefix": "ecs"}}}),
+    );
+    let nolog = run(&env, "nolog", &[]);
+    let task = wait_for(&env, nolog["taskArn"].as_str().unwrap(), "STOPPED");
+    assert_eq!(task["stopCode"], "TaskFailedToStart");
+    assert!(
+        task["stoppedReason"]
+            .as_str()
+            .unwrap()
+            .starts_with("ResourceInitializationError: failed to validate logger args"),
+        "{task:#}"
+    );
 
     // A retried RunTask (same clientToken, same request) gets the tasks the
     // first call started; the token with another request is refused.

@@ -492,12 +492,17 @@ mod tests {
             region: "eu-west-1".into(),
         };
         let err = engine
-            .call(Service::Logs, "CreateLogGroup", json!({}), ctx)
+            .call(
+                Service::ApplicationAutoScaling,
+                "RegisterScalableTarget",
+                json!({}),
+                ctx,
+            )
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::UnknownOperationException);
         assert!(
-            err.message().contains("CreateLogGroup"),
+            err.message().contains("RegisterScalableTarget"),
             "{}",
             err.message()
         );

@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 
 use super::observe;
 use super::plan::{self, LaunchPlan, TaskEnvironment};
+use crate::logs::{LogShipper, ShipSource};
 
 /// How the controller behaves; the server fills it from its flags.
 #[derive(Debug, Clone)]
@@ -78,6 +79,7 @@ pub struct TaskController {
 
 struct Inner {
     store: Store,
+    shipper: LogShipper,
     runtime: Arc<Runtime>,
     clock: Arc<dyn Clock>,
     config: ControllerConfig,
@@ -116,6 +118,7 @@ impl TaskController {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                shipper: LogShipper::new(store.clone()),
                 store,
                 runtime,
                 clock,
@@ -201,6 +204,9 @@ impl TaskController {
                 Ok(()) | Err(RuntimeError::TaskNotFound { .. }) => {}
                 Err(e) => tracing::warn!(task = %id, "remove expired task: {e}"),
             }
+            if let Err(e) = self.inner.shipper.forget(&id).await {
+                tracing::warn!(task = %id, "forget log cursors: {e}");
+            }
         }
         Ok(())
     }
@@ -268,7 +274,15 @@ async fn drive(inner: &Arc<Inner>, id: &str, launch: Option<Launch>) -> Result<(
     match known {
         Some(status) => {
             // Started before (by an earlier worker or an earlier process):
-            // record what the runtime knows, then supervise.
+            // ship its output from where shipping stopped, record what the
+            // runtime knows, then supervise.
+            if let Ok(plan) = plan::plan(&task, &definition, &inner.config.environment, max_runtime)
+            {
+                follow_logs(inner, id, &plan.logs);
+            }
+            if status.phase.is_final() {
+                inner.shipper.drain(id).await;
+            }
             record(inner, id, move |t, now| observe::apply(t, &status, now)).await?;
         }
         None if task.last_status >= TaskStatus::Running => {
@@ -358,7 +372,7 @@ async fn start(
         record(inner, id, observe::stopped_before_start).await?;
         return Ok(false);
     }
-    let LaunchPlan { spec, logs: _ } =
+    let LaunchPlan { spec, logs } =
         match plan::plan(task, definition, &inner.config.environment, max_runtime) {
             Ok(plan) => plan,
             Err(e) => {
@@ -370,6 +384,14 @@ async fn start(
         fail(inner, id, reason).await?;
         return Ok(false);
     }
+    for dest in &logs {
+        let source = ship_source(inner, id, dest);
+        if let Err(e) = inner.shipper.prepare(&source, dest.create_group).await {
+            fail(inner, id, e.to_string()).await?;
+            return Ok(false);
+        }
+    }
+    follow_logs(inner, id, &logs);
     let started = std::time::Instant::now();
     match inner.runtime.start_task(&spec).await {
         Ok(status) => {
@@ -479,8 +501,27 @@ async fn supervise(inner: &Arc<Inner>, id: &str) -> Result<(), WorkerError> {
         inner.runtime.stop(id, &reason).await?;
     }
     let status = inner.runtime.wait(id).await?;
+    // Everything the containers wrote is in CloudWatch Logs before the task
+    // reads as STOPPED.
+    inner.shipper.drain(id).await;
     record(inner, id, move |t, now| observe::apply(t, &status, now)).await?;
     Ok(())
+}
+
+fn ship_source(inner: &Inner, id: &str, dest: &plan::LogDestination) -> ShipSource {
+    ShipSource {
+        task_id: id.to_owned(),
+        container: dest.container.clone(),
+        path: inner.runtime.log_path(id, &dest.container),
+        group: dest.group.clone(),
+        stream: dest.stream.clone(),
+    }
+}
+
+fn follow_logs(inner: &Inner, id: &str, logs: &[plan::LogDestination]) {
+    for dest in logs {
+        inner.shipper.follow(ship_source(inner, id, dest));
+    }
 }
 
 /// Applies `change` to the stored task in one write transaction (read and

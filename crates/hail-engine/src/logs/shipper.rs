@@ -1,0 +1,526 @@
+//! Ships containers' output into CloudWatch Logs streams, as ECS's
+//! `awslogs` driver does.
+//!
+//! The shim writes each container's output to a json-file log
+//! (`hail_runtime::logs`). A follower per container polls that file, reads
+//! the complete records past its cursor (the file's inode and a byte
+//! offset), and commits them as events together with the new cursor in one
+//! store transaction: a crash can neither lose a shipped line nor ship one
+//! twice, and after a restart the follower resumes where the store says. A
+//! size rotation (`NAME` → `NAME.1`) is followed: the rest of the rotated
+//! file is shipped before the new one.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hail_runtime::logs::{rotated_path, LogRecord};
+use hail_store::logs::{self as store_logs, InputEvent, ShipCursor};
+use hail_store::{Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{LogsError, LogsErrorKind, MAX_EVENT_BYTES};
+use crate::EngineError;
+
+/// How often a follower looks for new output.
+const POLL: Duration = Duration::from_millis(200);
+/// Most bytes of a file read into one batch (one transaction).
+const BATCH_BYTES: usize = 512 * 1024;
+
+/// One container's output and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShipSource {
+    pub task_id: String,
+    pub container: String,
+    /// The container's json-file log.
+    pub path: PathBuf,
+    pub group: String,
+    pub stream: String,
+}
+
+enum Command {
+    /// Ship everything written so far, answer, and stop.
+    Drain(oneshot::Sender<()>),
+}
+
+struct Follow {
+    container: String,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+#[derive(Clone)]
+pub struct LogShipper {
+    store: Store,
+    follows: Arc<Mutex<HashMap<String, Vec<Follow>>>>,
+}
+
+impl std::fmt::Debug for LogShipper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogShipper").finish_non_exhaustive()
+    }
+}
+
+impl LogShipper {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            follows: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Before the containers start: the stream exists (and the group, when
+    /// the definition asks for `awslogs-create-group`). A missing group is
+    /// an error in ECS's words.
+    pub async fn prepare(
+        &self,
+        source: &ShipSource,
+        create_group: bool,
+    ) -> Result<(), EngineError> {
+        let (group, stream) = (source.group.clone(), source.stream.clone());
+        let now = now_millis();
+        self.store
+            .write(move |tx| {
+                if store_logs::get_group(tx, &group)?.is_none() {
+                    if !create_group {
+                        return Ok(false);
+                    }
+                    store_logs::create_group(tx, &group, now, None, &Default::default())?;
+                }
+                if store_logs::get_stream(tx, &group, &stream)?.is_none() {
+                    store_logs::create_stream(tx, &group, &stream, now)?;
+                }
+                Ok::<_, StoreError>(true)
+            })
+            .await?
+            .then_some(())
+            .ok_or_else(|| {
+                EngineError::Logs(LogsError {
+                    kind: LogsErrorKind::NotFound,
+                    message: "ResourceInitializationError: failed to validate logger args: The \
+                              specified log group does not exist. : ResourceNotFoundException: \
+                              The specified log group does not exist."
+                        .to_owned(),
+                })
+            })
+    }
+
+    /// Starts following a container's log (once per task and container).
+    pub fn follow(&self, source: ShipSource) {
+        let mut follows = self.follows.lock().unwrap_or_else(|p| p.into_inner());
+        let task = follows.entry(source.task_id.clone()).or_default();
+        if task.iter().any(|f| f.container == source.container) {
+            return;
+        }
+        let (commands, receiver) = mpsc::unbounded_channel();
+        task.push(Follow {
+            container: source.container.clone(),
+            commands,
+        });
+        tokio::spawn(run_follower(self.store.clone(), source, receiver));
+    }
+
+    /// Ships everything the task's containers wrote so far and stops
+    /// following them; returns once it is committed.
+    pub async fn drain(&self, task_id: &str) {
+        let follows = self
+            .follows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(task_id)
+            .unwrap_or_default();
+        for follow in follows {
+            let (done, wait) = oneshot::channel();
+            if follow.commands.send(Command::Drain(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+    }
+
+    /// Drops the task's cursors: its files are about to be deleted.
+    pub async fn forget(&self, task_id: &str) -> Result<(), EngineError> {
+        self.follows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(task_id);
+        let id = task_id.to_owned();
+        self.store
+            .write(move |tx| store_logs::delete_cursors(tx, &id))
+            .await?;
+        Ok(())
+    }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn run_follower(
+    store: Store,
+    source: ShipSource,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let (task, container) = (source.task_id.clone(), source.container.clone());
+    let mut cursor = match store
+        .read(move |conn| store_logs::get_cursor(conn, &task, &container))
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(task = %source.task_id, container = %source.container, "log cursor: {e}");
+            return;
+        }
+    };
+    loop {
+        let drain = tokio::select! {
+            _ = tokio::time::sleep(POLL) => None,
+            command = commands.recv() => match command {
+                Some(Command::Drain(done)) => Some(done),
+                // The shipper forgot the task.
+                None => return,
+            },
+        };
+        // Ship until the file has nothing more; a drain must leave nothing behind.
+        loop {
+            match ship_once(&store, &source, cursor).await {
+                Ok((next, more)) => {
+                    cursor = next;
+                    if !more {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(task = %source.task_id, container = %source.container, "ship logs: {e}");
+                    break;
+                }
+            }
+        }
+        if let Some(done) = drain {
+            let _ = done.send(());
+            return;
+        }
+        let task_dir_gone = source
+            .path
+            .parent()
+            .and_then(Path::parent)
+            .is_some_and(|dir| !dir.exists());
+        if task_dir_gone {
+            return;
+        }
+    }
+}
+
+/// Reads one batch past `cursor` and commits it with the cursor that
+/// follows it. Returns the new cursor and whether more may be waiting.
+async fn ship_once(
+    store: &Store,
+    source: &ShipSource,
+    cursor: ShipCursor,
+) -> Result<(ShipCursor, bool), StoreError> {
+    let path = source.path.clone();
+    let read = tokio::task::spawn_blocking(move || read_batch(&path, cursor))
+        .await
+        .map_err(|e| StoreError::InvalidArgument {
+            what: "log reader".to_owned(),
+            reason: e.to_string(),
+        })?;
+    let batch = match read {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(StoreError::InvalidArgument {
+                what: source.path.display().to_string(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    if batch.cursor == cursor {
+        return Ok((cursor, false));
+    }
+    let events = to_events(&batch.records);
+    let (task, container) = (source.task_id.clone(), source.container.clone());
+    let (group, stream) = (source.group.clone(), source.stream.clone());
+    let next = batch.cursor;
+    store
+        .write(move |tx| {
+            if !events.is_empty() {
+                match store_logs::put_events(tx, &group, &stream, &events, now_millis()) {
+                    Ok(()) => {}
+                    // The user deleted the group or stream: its output has
+                    // nowhere to go, and holding the cursor back would only
+                    // stall the follower. The lines stay in the task's file.
+                    Err(StoreError::NotFound { what }) => {
+                        tracing::warn!("dropping {} log events: {what} is gone", events.len());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            store_logs::set_cursor(tx, &task, &container, next)
+        })
+        .await?;
+    Ok((next, batch.more))
+}
+
+struct Batch {
+    records: Vec<LogRecord>,
+    cursor: ShipCursor,
+    more: bool,
+}
+
+/// Complete records past `cursor`, at most [`BATCH_BYTES`] of file. The
+/// files are read oldest first — rotated ones (`NAME.n` … `NAME.1`) before
+/// the current one — so output written while nobody followed (before the
+/// first poll, while the server was down) is shipped in order.
+fn read_batch(path: &Path, cursor: ShipCursor) -> std::io::Result<Batch> {
+    let chain = file_chain(path)?;
+    let Some(last) = chain.len().checked_sub(1) else {
+        return Ok(Batch {
+            records: Vec::new(),
+            cursor,
+            more: false,
+        });
+    };
+    let (index, offset) = match cursor.inode {
+        None => (0, 0),
+        Some(inode) => match chain.iter().position(|(_, ino)| *ino == inode) {
+            Some(i) => (i, cursor.offset),
+            // The file rotated out of reach: go on with the oldest left.
+            None => (0, 0),
+        },
+    };
+    let (file, inode) = &chain[index];
+    let Some((records, offset, at_end)) = read_records(file, *inode, offset)? else {
+        // Rotated between listing and opening: look again.
+        return Ok(Batch {
+            records: Vec::new(),
+            cursor,
+            more: true,
+        });
+    };
+    if at_end && records.is_empty() && index < last {
+        // This file is finished; the next newer one starts at its beginning.
+        return Ok(Batch {
+            records,
+            cursor: ShipCursor {
+                inode: Some(chain[index + 1].1),
+                offset: 0,
+            },
+            more: true,
+        });
+    }
+    Ok(Batch {
+        records,
+        cursor: ShipCursor {
+            inode: Some(*inode),
+            offset,
+        },
+        more: !at_end || index < last,
+    })
+}
+
+/// The log's files with their inodes, oldest first, the current one last;
+/// empty before the log exists.
+fn file_chain(path: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
+    let mut chain = Vec::new();
+    let mut n = 1;
+    while let Ok(m) = std::fs::metadata(rotated_path(path, n)) {
+        chain.push((rotated_path(path, n), m.ino()));
+        n += 1;
+    }
+    chain.reverse();
+    match std::fs::metadata(path) {
+        Ok(m) => chain.push((path.to_owned(), m.ino())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(chain)
+}
+
+/// The complete records of `path` from `offset`, the offset after the last
+/// of them, and whether the read reached the end of what was written; `None`
+/// when `path` is no longer the file `inode`.
+fn read_records(
+    path: &Path,
+    inode: u64,
+    offset: u64,
+) -> std::io::Result<Option<(Vec<LogRecord>, u64, bool)>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if file.metadata()?.ino() != inode {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::new();
+    file.take(BATCH_BYTES as u64).read_to_end(&mut buf)?;
+    let at_end = buf.len() < BATCH_BYTES;
+    let mut records = Vec::new();
+    let mut consumed = 0;
+    while let Some(i) = buf[consumed..].iter().position(|&b| b == b'\n') {
+        // A line that is not a record (a torn write after a crash) is skipped.
+        if let Ok(record) = serde_json::from_slice::<LogRecord>(&buf[consumed..consumed + i]) {
+            records.push(record);
+        }
+        consumed += i + 1;
+    }
+    // A single record larger than a batch cannot be split at a newline; the
+    // shim bounds lines well below this, so it is skipped rather than stuck on.
+    if consumed == 0 && buf.len() == BATCH_BYTES {
+        consumed = buf.len();
+    }
+    Ok(Some((
+        records,
+        offset + consumed as u64,
+        at_end || consumed == 0,
+    )))
+}
+
+/// Records as CloudWatch events: the line without its newline, at the
+/// record's time; lines over CloudWatch's event size split into several.
+fn to_events(records: &[LogRecord]) -> Vec<InputEvent> {
+    let mut events = Vec::new();
+    for record in records {
+        let timestamp = record
+            .timestamp()
+            .map_or_else(now_millis, |t| t.timestamp_millis());
+        let line = record.log.strip_suffix('\n').unwrap_or(&record.log);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let mut rest = line;
+        while !rest.is_empty() {
+            let mut end = rest.len().min(MAX_EVENT_BYTES);
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            events.push(InputEvent {
+                timestamp,
+                message: rest[..end].to_owned(),
+            });
+            rest = &rest[end..];
+        }
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use hail_runtime::logs::{LogWriter, Rotation, Stream};
+    use hail_store::logs::GetEvents;
+
+    use super::*;
+
+    const TASK: &str = "0123456789abcdef0123456789abcdef";
+
+    fn source(dir: &Path) -> ShipSource {
+        ShipSource {
+            task_id: TASK.into(),
+            container: "app".into(),
+            path: dir.join("tasks").join(TASK).join("logs").join("app.log"),
+            group: "/ecs/app".into(),
+            stream: format!("ecs/app/{TASK}"),
+        }
+    }
+
+    async fn messages(store: &Store, s: &ShipSource) -> Vec<String> {
+        let (g, st) = (s.group.clone(), s.stream.clone());
+        store
+            .read(move |conn| {
+                store_logs::get_events(
+                    conn,
+                    &g,
+                    &st,
+                    &GetEvents {
+                        start_from_head: true,
+                        ..GetEvents::default()
+                    },
+                )
+            })
+            .await
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn ships_every_line_once_across_rotation_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("state.db")).unwrap();
+        let s = source(dir.path());
+        std::fs::create_dir_all(s.path.parent().unwrap()).unwrap();
+        // Small files: the writer rotates every few lines.
+        let mut writer = LogWriter::open(
+            &s.path,
+            Rotation {
+                max_bytes: 400,
+                max_files: 3,
+            },
+        )
+        .unwrap();
+        let shipper = LogShipper::new(store.clone());
+        let err = shipper.prepare(&s, false).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("ResourceInitializationError: failed to validate logger args"),
+            "{err}"
+        );
+        shipper.prepare(&s, true).await.unwrap();
+        shipper.follow(s.clone());
+        for i in 0..10 {
+            writer
+                .append(Stream::Stdout, format!("line {i}\n").as_bytes(), Utc::now())
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        // A new shipper on the same store (the server restarted) resumes.
+        drop(shipper);
+        let shipper = LogShipper::new(store.clone());
+        shipper.follow(s.clone());
+        for i in 10..20 {
+            writer
+                .append(Stream::Stderr, format!("line {i}\n").as_bytes(), Utc::now())
+                .unwrap();
+        }
+        shipper.drain(TASK).await;
+        let expected: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+        assert_eq!(messages(&store, &s).await, expected);
+        assert!(
+            std::fs::metadata(rotated_path(&s.path, 1)).is_ok(),
+            "the log rotated"
+        );
+        // Nothing more to ship: draining again adds nothing.
+        shipper.follow(s.clone());
+        shipper.drain(TASK).await;
+        assert_eq!(messages(&store, &s).await.len(), 20);
+        shipper.forget(TASK).await.unwrap();
+        let cursor = store
+            .read(|conn| store_logs::get_cursor(conn, TASK, "app"))
+            .await
+            .unwrap();
+        assert_eq!(cursor, ShipCursor::default());
+    }
+
+    #[test]
+    fn long_lines_split_at_the_event_limit_and_newlines_go() {
+        let record = LogRecord {
+            log: format!("{}\n", "é".repeat(MAX_EVENT_BYTES)),
+            stream: Stream::Stdout,
+            time: "2026-01-01T00:00:00.000000001Z".into(),
+        };
+        let events = to_events(&[record]);
+        assert_eq!(events.len(), 2);
+        assert!(events.iter().all(|e| e.message.len() <= MAX_EVENT_BYTES));
+        assert_eq!(
+            events.iter().map(|e| e.message.len()).sum::<usize>(),
+            2 * MAX_EVENT_BYTES
+        );
+        assert_eq!(events[0].timestamp, 1_767_225_600_000);
+    }
+}
