@@ -20,6 +20,7 @@ pub mod json11;
 pub mod metadata;
 mod operations;
 pub mod router;
+pub mod sign;
 pub mod sigv4;
 
 pub use error::{ApiError, ErrorCode, Protocol};

@@ -2,7 +2,9 @@
 //! subcommand is a client or a low-level tool. This file only parses flags and
 //! wires the libraries together.
 
+mod api_cmd;
 mod bench_cmd;
+mod client;
 mod image_cmd;
 mod runtime_cmd;
 mod server_cmd;
@@ -96,6 +98,34 @@ enum Command {
         #[arg(long)]
         task_dir: PathBuf,
     },
+    /// ECS clusters on a running server.
+    Cluster {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(subcommand)]
+        cmd: api_cmd::ClusterCommand,
+    },
+    /// ECS task definitions on a running server.
+    Taskdef {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(subcommand)]
+        cmd: api_cmd::TaskdefCommand,
+    },
+    /// ECS tasks on a running server: run, list, show, stop.
+    Task {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(subcommand)]
+        cmd: api_cmd::TaskCommand,
+    },
+    /// A task's output, from its CloudWatch Logs stream.
+    Logs {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(flatten)]
+        args: api_cmd::LogsArgs,
+    },
     /// Measure performance side by side with the peers.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -130,6 +160,23 @@ fn main() -> anyhow::Result<()> {
         Command::Image(cmd) => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(image_cmd::run(cmd, &cli.data_dir))
+        }
+        Command::Cluster { api, cmd } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(api_cmd::cluster(&cli.data_dir, api, cmd))
+        }
+        Command::Taskdef { api, cmd } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(api_cmd::taskdef(&cli.data_dir, api, cmd))
+        }
+        Command::Task { api, cmd } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let code = rt.block_on(api_cmd::task(&cli.data_dir, api, cmd))?;
+            std::process::exit(code);
+        }
+        Command::Logs { api, args } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(api_cmd::logs(&cli.data_dir, api, args))
         }
         Command::Bench(cmd) => {
             let rt = tokio::runtime::Runtime::new()?;
