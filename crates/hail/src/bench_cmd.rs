@@ -17,6 +17,8 @@ use hail_runtime::spec::{ContainerSpec, NetworkMode, TaskSpec};
 pub enum BenchCommand {
     /// Start latency: start request → the container's first instruction, vs `podman run`.
     Start(StartArgs),
+    /// The ECS API path: RunTask over HTTP → the container's first instruction, vs `podman run`.
+    RunTask(crate::bench_api::RunTaskArgs),
 }
 
 #[derive(Args)]
@@ -42,25 +44,26 @@ const PODMAN_IMAGE: &str = "localhost/hail-bench-stamp:latest";
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Start(args) => start_latency(args).await,
+        BenchCommand::RunTask(args) => crate::bench_api::run(args).await,
     }
 }
 
 /// One series' latencies in milliseconds and its wall time.
-struct Series {
+pub(crate) struct Series {
     name: String,
     latencies_ms: Vec<f64>,
     wall: Duration,
 }
 
 impl Series {
-    fn percentile(&self, p: f64) -> f64 {
+    pub(crate) fn percentile(&self, p: f64) -> f64 {
         let mut v = self.latencies_ms.clone();
         v.sort_by(|a, b| a.total_cmp(b));
         let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
         v[rank.clamp(1, v.len()) - 1]
     }
 
-    fn row(&self) -> String {
+    pub(crate) fn row(&self) -> String {
         format!(
             "| {} | {} | {:.1} | {:.1} | {:.1} |",
             self.name,
@@ -72,7 +75,7 @@ impl Series {
     }
 }
 
-fn now_ns() -> i128 {
+pub(crate) fn now_ns() -> i128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
@@ -191,7 +194,7 @@ async fn start_latency(args: StartArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `launch` `total` times, `concurrency` at once.
-async fn series<F, Fut>(
+pub(crate) async fn series<F, Fut>(
     name: &str,
     total: usize,
     concurrency: usize,
@@ -310,7 +313,7 @@ async fn runc_launch(bundle: &Path) -> anyhow::Result<f64> {
     Ok((stamp - requested) as f64 / 1e6)
 }
 
-async fn podman_launch(network: &'static str) -> anyhow::Result<f64> {
+pub(crate) async fn podman_launch(network: &'static str) -> anyhow::Result<f64> {
     let requested = now_ns();
     let out = tokio::process::Command::new("podman")
         .args(["run", "--rm", "--network", network])
@@ -338,7 +341,7 @@ async fn podman_launch(network: &'static str) -> anyhow::Result<f64> {
     Ok((stamp - requested) as f64 / 1e6)
 }
 
-fn podman_import(rootfs_tar: &Path) -> anyhow::Result<()> {
+pub(crate) fn podman_import(rootfs_tar: &Path) -> anyhow::Result<()> {
     let out = Command::new("podman")
         .args(["import", "--quiet"])
         .arg(rootfs_tar)
@@ -352,7 +355,7 @@ fn podman_import(rootfs_tar: &Path) -> anyhow::Result<()> {
 }
 
 /// A root filesystem with a static busybox and the static timestamp probe.
-fn build_probe_image(work: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn build_probe_image(work: &Path) -> anyhow::Result<PathBuf> {
     let source = work.join("stamp.c");
     let probe = work.join("stamp");
     std::fs::write(&source, STAMP_SOURCE)?;

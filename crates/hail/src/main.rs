@@ -3,6 +3,7 @@
 //! wires the libraries together.
 
 mod api_cmd;
+mod bench_api;
 mod bench_cmd;
 mod client;
 mod image_cmd;
