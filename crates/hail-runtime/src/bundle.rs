@@ -76,7 +76,7 @@ pub struct ContainerResources {
     pub pids_limit: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BindMount {
     pub source: PathBuf,
     pub destination: String,

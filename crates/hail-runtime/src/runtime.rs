@@ -26,7 +26,7 @@ use crate::shim::{
     self, runtime_container_id, ShimClient, ShimContainer, ShimRequest, ShimResponse, ShimTask,
     SHIM_LOG_FILE, SOCKET_FILE, STATE_FILE, TASK_FILE, TASK_FILE_VERSION,
 };
-use crate::spec::{ContainerSpec, NetworkMode, TaskSpec};
+use crate::spec::{ContainerSpec, NetworkMode, TaskSpec, VolumeSource};
 use crate::task::{ContainerExit, ContainerPhase, StopCause, TaskPhase, TaskStatus};
 
 /// At most this many containers in a task, as ECS allows.
@@ -80,6 +80,9 @@ pub struct RuntimeConfig {
     pub log_rotation: Rotation,
     /// pids limit of a task when its spec sets none.
     pub default_pids_limit: u64,
+    /// Whether tasks may mount directories of the host (off by default: a
+    /// host volume reaches outside the task's sandbox).
+    pub allow_host_volumes: bool,
 }
 
 impl RuntimeConfig {
@@ -92,6 +95,7 @@ impl RuntimeConfig {
             cgroup_root: "hail".to_owned(),
             log_rotation: Rotation::default(),
             default_pids_limit: 4096,
+            allow_host_volumes: false,
             data_dir,
         }
     }
@@ -165,6 +169,7 @@ impl Runtime {
     /// [`StopCause::StartFailed`]).
     pub async fn start_task(&self, spec: &TaskSpec) -> Result<TaskStatus, RuntimeError> {
         validate(spec)?;
+        self.validate_volumes(spec)?;
         let dir = self.task_dir(&spec.id);
         if dir.exists() {
             return Err(RuntimeError::TaskExists {
@@ -184,7 +189,17 @@ impl Runtime {
             let lower_dirs = self
                 .images
                 .rootfs_layers(&image, &crate::progress::NoProgress)?;
-            containers.push(resolve_container(&spec.id, c, &image, lower_dirs)?);
+            let mut container = resolve_container(&spec.id, c, &image, lower_dirs)?;
+            container.volume_mounts = c
+                .mounts
+                .iter()
+                .map(|m| crate::bundle::BindMount {
+                    source: self.volume_source(spec, &m.volume),
+                    destination: m.container_path.clone(),
+                    readonly: m.read_only,
+                })
+                .collect();
+            containers.push(container);
         }
         fs::create_dir(&dir).map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => RuntimeError::TaskExists {
@@ -192,6 +207,12 @@ impl Runtime {
             },
             _ => io_err(&dir)(e),
         })?;
+        for v in &spec.volumes {
+            if v.source == VolumeSource::Task {
+                let path = self.volume_source(spec, &v.name);
+                fs::create_dir_all(&path).map_err(io_err(&path))?;
+            }
+        }
         let result = self.launch(spec, containers, &dir).await;
         if result.is_err() {
             let _ = self.networks.release(&spec.id).await;
@@ -260,6 +281,79 @@ impl Runtime {
                 task: spec.id.clone(),
                 message: last_lines(&shim_log_path),
             }),
+        }
+    }
+
+    /// Checks volumes and mounts: unique names, mounts of declared volumes at
+    /// absolute paths without `..`, host directories only where allowed.
+    fn validate_volumes(&self, spec: &TaskSpec) -> Result<(), RuntimeError> {
+        let invalid = |message: String| RuntimeError::InvalidSpec {
+            task: spec.id.clone(),
+            message,
+        };
+        let mut names = HashSet::new();
+        for v in &spec.volumes {
+            let valid_name = (1..=255).contains(&v.name.len())
+                && v.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name || !names.insert(v.name.as_str()) {
+                return Err(invalid(format!(
+                    "volume name {:?} must be unique and 1-255 letters, digits, '-' or '_'",
+                    v.name
+                )));
+            }
+            if let VolumeSource::Host(path) = &v.source {
+                if !self.config.allow_host_volumes {
+                    return Err(invalid(format!(
+                        "volume {}: host volumes are not allowed by this server                          (hail server --allow-host-volumes)",
+                        v.name
+                    )));
+                }
+                if !path.is_absolute() || !path.is_dir() {
+                    return Err(invalid(format!(
+                        "volume {}: host path {} is not an existing absolute directory",
+                        v.name,
+                        path.display()
+                    )));
+                }
+            }
+        }
+        for c in &spec.containers {
+            for m in &c.mounts {
+                if !names.contains(m.volume.as_str()) {
+                    return Err(invalid(format!(
+                        "container {}: mount of unknown volume {:?}",
+                        c.name, m.volume
+                    )));
+                }
+                let path = Path::new(&m.container_path);
+                if !path.is_absolute()
+                    || path
+                        .components()
+                        .any(|p| p == std::path::Component::ParentDir)
+                    || path == Path::new("/")
+                {
+                    return Err(invalid(format!(
+                        "container {}: mount path {:?} must be absolute, not /, without '..'",
+                        c.name, m.container_path
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where volume `name` of the task lives on the host.
+    fn volume_source(&self, spec: &TaskSpec, name: &str) -> PathBuf {
+        match spec
+            .volumes
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| &v.source)
+        {
+            Some(VolumeSource::Host(path)) => path.clone(),
+            _ => self.task_dir(&spec.id).join("volumes").join(name),
         }
     }
 
@@ -696,6 +790,7 @@ fn resolve_container(
             .and_then(parse_signal)
             .unwrap_or(libc_sigterm()),
         image_config_digest: Some(image.config_digest.clone()),
+        volume_mounts: Vec::new(),
     })
 }
 

@@ -25,6 +25,35 @@ pub struct TaskSpec {
     /// Stop the task once it has run this long (beyond ECS: a task timeout).
     #[serde(default, with = "opt_duration_ms")]
     pub max_runtime: Option<Duration>,
+    /// Volumes the containers can mount.
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+}
+
+/// A volume of a task (ECS task definition `volumes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    /// Unique within the task; what mounts name.
+    pub name: String,
+    pub source: VolumeSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeSource {
+    /// An empty directory created for the task and removed with it.
+    Task,
+    /// A directory of the host; refused unless the runtime allows host volumes.
+    Host(std::path::PathBuf),
+}
+
+/// A volume mounted into a container (ECS `mountPoints`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    pub volume: String,
+    /// Absolute path inside the container.
+    pub container_path: String,
+    pub read_only: bool,
 }
 
 /// How the task is networked.
@@ -66,6 +95,9 @@ pub struct ContainerSpec {
     pub ulimits: Vec<Ulimit>,
     /// Maximum number of processes (the cgroup pids limit).
     pub pids_limit: Option<u64>,
+    /// The task volumes this container mounts.
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
 }
 
 impl ContainerSpec {
@@ -87,6 +119,7 @@ impl ContainerSpec {
             stop_timeout: Duration::from_secs(30),
             ulimits: Vec::new(),
             pids_limit: None,
+            mounts: Vec::new(),
         }
     }
 }

@@ -501,7 +501,8 @@ async fn run(client: &Client, api: &ApiArgs, args: RunArgs) -> anyhow::Result<i3
         body["cluster"] = c.clone().into();
     }
     if def["networkMode"] == "awsvpc" {
-        body["networkConfiguration"] = json!({"awsvpcConfiguration": {"subnets": [args.subnet_id]}});
+        body["networkConfiguration"] =
+            json!({"awsvpcConfiguration": {"subnets": [args.subnet_id]}});
     }
     if let Some(timeout) = &args.timeout {
         let secs = parse_duration(timeout)?;

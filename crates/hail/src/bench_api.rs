@@ -210,7 +210,10 @@ async fn launch(client: &Client, data_dir: &Path) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(records) = hail_runtime::logs::read_all(&log) {
-            if let Some(stamp) = records.first().and_then(|r| r.log.trim().parse::<i128>().ok()) {
+            if let Some(stamp) = records
+                .first()
+                .and_then(|r| r.log.trim().parse::<i128>().ok())
+            {
                 return Ok((stamp - requested) as f64 / 1e6);
             }
         }

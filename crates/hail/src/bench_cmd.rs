@@ -242,6 +242,7 @@ async fn hail_launch(runtime: &Runtime) -> anyhow::Result<f64> {
         network: NetworkMode::Awsvpc,
         hostname: None,
         max_runtime: None,
+        volumes: Vec::new(),
     };
     let requested = now_ns();
     runtime.start_task(&spec).await?;

@@ -202,6 +202,7 @@ async fn run_task(runtime: &Runtime, args: RunArgs) -> anyhow::Result<i32> {
         },
         hostname: None,
         max_runtime: args.timeout.map(Duration::from_secs_f64),
+        volumes: Vec::new(),
     };
     let started = runtime.start_task(&spec).await?;
     if args.detach {

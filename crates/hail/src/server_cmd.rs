@@ -46,6 +46,9 @@ pub struct ServerArgs {
     /// RESOURCE:MEMORY beyond it. The host's physical memory by default.
     #[arg(long, value_name = "MIB")]
     pub task_memory: Option<u64>,
+    /// Let task definitions mount directories of this host (`volumes[].host.sourcePath`).
+    #[arg(long)]
+    pub allow_host_volumes: bool,
 }
 
 #[derive(clap::Args)]
@@ -135,7 +138,9 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
     let store =
         Store::open(&store_path).with_context(|| format!("open {}", store_path.display()))?;
     let scope = Scope::default();
-    let runtime = Runtime::open(host.runtime_config(data_dir))
+    let mut runtime_config = host.runtime_config(data_dir);
+    runtime_config.allow_host_volumes = args.allow_host_volumes;
+    let runtime = Runtime::open(runtime_config)
         .await
         .context("open the container runtime")?;
     // Tasks whose shims lived through the restart are adopted; the rest

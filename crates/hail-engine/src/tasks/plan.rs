@@ -11,7 +11,9 @@ use std::time::Duration;
 use hail_model::ecs::task::effective_containers;
 use hail_model::ecs::task_definition::{LogConfiguration, NetworkMode as DefNetworkMode};
 use hail_model::ecs::{Task, TaskDefinition};
-use hail_runtime::spec::{ContainerSpec, NetworkMode, TaskSpec, Ulimit};
+use hail_runtime::spec::{
+    ContainerSpec, MountSpec, NetworkMode, TaskSpec, Ulimit, VolumeSource, VolumeSpec,
+};
 
 /// ECS's default time between SIGTERM and SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,12 +84,6 @@ pub fn plan(
                 c.name
             )));
         }
-        if !d.mount_points.is_empty() || !d.volumes_from.is_empty() {
-            return Err(init_error(format!(
-                "container {}: mountPoints and volumesFrom are not supported by this engine",
-                c.name
-            )));
-        }
         if d.depends_on.as_ref().is_some_and(|deps| !deps.is_empty()) {
             return Err(init_error(format!(
                 "container {}: dependsOn is not supported by this engine",
@@ -118,6 +114,7 @@ pub fn plan(
         spec.stop_timeout = d
             .stop_timeout
             .map_or(DEFAULT_STOP_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
+        spec.mounts = mounts_of(def, &c.name)?;
         spec.ulimits = d
             .ulimits
             .iter()
@@ -154,9 +151,79 @@ pub fn plan(
             network,
             hostname: None,
             max_runtime,
+            volumes: volumes_of(def)?,
         },
         logs,
     })
+}
+
+/// The task's volumes: host paths where the definition names one (the
+/// runtime refuses them unless the server allows host volumes), otherwise
+/// an empty directory that lives and dies with the task (Fargate's bind
+/// mounts, task-scoped Docker volumes).
+fn volumes_of(def: &TaskDefinition) -> Result<Vec<VolumeSpec>, PlanError> {
+    def.volumes
+        .iter()
+        .map(|v| {
+            let name = v.name.clone().unwrap_or_default();
+            if v.efs_volume_configuration.is_some()
+                || v.fsx_windows_file_server_volume_configuration.is_some()
+            {
+                return Err(init_error(format!(
+                    "volume {name}: EFS and FSx volumes are not supported by this engine"
+                )));
+            }
+            if v.docker_volume_configuration
+                .as_ref()
+                .is_some_and(|d| d.scope.as_deref() == Some("shared"))
+            {
+                return Err(init_error(format!(
+                    "volume {name}: shared Docker volumes are not supported by this engine; \
+                     use scope \"task\""
+                )));
+            }
+            let source = match v.host.as_ref().and_then(|h| h.source_path.as_deref()) {
+                Some(path) => VolumeSource::Host(path.into()),
+                None => VolumeSource::Task,
+            };
+            Ok(VolumeSpec { name, source })
+        })
+        .collect()
+}
+
+/// A container's mounts: its `mountPoints`, then those of the containers
+/// it takes `volumesFrom` (read-only when either says so).
+fn mounts_of(def: &TaskDefinition, container: &str) -> Result<Vec<MountSpec>, PlanError> {
+    let find = |name: &str| {
+        def.container_definitions
+            .iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| init_error(format!("volumesFrom names unknown container {name}")))
+    };
+    let own = |c: &hail_model::ecs::task_definition::ContainerDefinition, read_only: bool| {
+        c.mount_points
+            .iter()
+            .map(|m| MountSpec {
+                volume: m.source_volume.clone().unwrap_or_default(),
+                container_path: m.container_path.clone().unwrap_or_default(),
+                read_only: read_only || m.read_only.unwrap_or(false),
+            })
+            .collect::<Vec<_>>()
+    };
+    let c = find(container)?;
+    let mut mounts = own(c, false);
+    for from in &c.volumes_from {
+        let source = from.source_container.as_deref().unwrap_or_default();
+        for m in own(find(source)?, from.read_only.unwrap_or(false)) {
+            if !mounts
+                .iter()
+                .any(|existing| existing.container_path == m.container_path)
+            {
+                mounts.push(m);
+            }
+        }
+    }
+    Ok(mounts)
 }
 
 /// The variables ECS's agent sets in every container.
@@ -353,6 +420,59 @@ mod tests {
         };
         let err = log_destination(ID, "app", &log).unwrap_err();
         assert!(err.0.contains("awslogs-group is required"), "{err}");
+    }
+
+    #[test]
+    fn volumes_mount_points_and_volumes_from_become_mounts() {
+        let def = definition(json!({
+            "family": "f",
+            "volumes": [{"name": "scratch"}, {"name": "host", "host": {"sourcePath": "/srv/data"}}],
+            "containerDefinitions": [
+                {"name": "writer", "image": "busybox", "memory": 64,
+                 "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/data"}]},
+                {"name": "reader", "image": "busybox", "memory": 64, "essential": false,
+                 "mountPoints": [{"sourceVolume": "host", "containerPath": "/srv", "readOnly": true}],
+                 "volumesFrom": [{"sourceContainer": "writer", "readOnly": true}]}
+            ]
+        }));
+        let planned = plan(&task(&def, json!(null)), &def, &env(), None).unwrap();
+        assert_eq!(
+            planned.spec.volumes,
+            vec![
+                VolumeSpec {
+                    name: "scratch".into(),
+                    source: VolumeSource::Task
+                },
+                VolumeSpec {
+                    name: "host".into(),
+                    source: VolumeSource::Host("/srv/data".into())
+                },
+            ]
+        );
+        assert_eq!(
+            planned.spec.containers[1].mounts,
+            vec![
+                MountSpec {
+                    volume: "host".into(),
+                    container_path: "/srv".into(),
+                    read_only: true
+                },
+                MountSpec {
+                    volume: "scratch".into(),
+                    container_path: "/data".into(),
+                    read_only: true
+                },
+            ]
+        );
+        assert!(!planned.spec.containers[0].mounts[0].read_only);
+
+        let efs = definition(json!({
+            "family": "f",
+            "volumes": [{"name": "e", "efsVolumeConfiguration": {"fileSystemId": "fs-1"}}],
+            "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 64}]
+        }));
+        let err = plan(&task(&efs, json!(null)), &efs, &env(), None).unwrap_err();
+        assert!(err.0.contains("EFS"), "{err}");
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct ShimContainer {
     pub stop_signal: i32,
     /// The image's config digest, so the image store can refuse to remove an image in use.
     pub image_config_digest: Option<crate::digest::Digest>,
+    /// Volumes bound into the container, sources resolved on the host.
+    #[serde(default)]
+    pub volume_mounts: Vec<crate::bundle::BindMount>,
 }
 
 impl ShimTask {

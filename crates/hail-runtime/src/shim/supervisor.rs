@@ -258,6 +258,7 @@ impl Supervisor {
                     destination: format!("/etc/{f}"),
                     readonly: false,
                 })
+                .chain(spec.volume_mounts.iter().cloned())
                 .collect(),
             annotations: BTreeMap::from([
                 ("hail.task".to_owned(), self.task.id.clone()),

@@ -61,6 +61,7 @@ impl Harness {
             network: NetworkMode::Awsvpc,
             hostname: None,
             max_runtime: None,
+            volumes: Vec::new(),
         }
     }
 
