@@ -629,6 +629,63 @@ fn stopped_tasks_are_forgotten_after_the_retention_period() {
 }
 
 #[test]
+fn a_multi_container_task_shares_a_volume_and_starts_in_dependency_order() {
+    if !images::containers_available() {
+        return;
+    }
+    common::python();
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let server = Server::start(&data_dir);
+    let env = hail_env(&data_dir, &server.endpoint);
+    import_busybox(&data_dir, "hail.test/busybox:latest");
+    aws(
+        &env,
+        &["ecs", "create-cluster", "--cluster-name", "default"],
+    )
+    .json();
+    let def = json!({
+        "family": "assembly",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "volumes": [{"name": "work"}],
+        "containerDefinitions": [
+            {"name": "init", "image": "hail.test/busybox:latest", "essential": false,
+             "command": ["sh", "-c", "echo configured > /work/config"],
+             "mountPoints": [{"sourceVolume": "work", "containerPath": "/work"}]},
+            {"name": "app", "image": "hail.test/busybox:latest",
+             "command": ["sh", "-c", "cat /cfg/config; grep -c app /etc/hosts"],
+             "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}],
+             "mountPoints": [{"sourceVolume": "work", "containerPath": "/cfg", "readOnly": true}]}
+        ]
+    });
+    let file = write_json(tmp.path(), "assembly.json", &def);
+    aws(
+        &env,
+        &["ecs", "register-task-definition", "--cli-input-json", &file],
+    )
+    .json();
+    let task = run(&env, "assembly", &[]);
+    let arn = task["taskArn"].as_str().unwrap().to_owned();
+    let task = wait_for(&env, &arn, "STOPPED");
+    let exit = |name: &str| {
+        task["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["exitCode"]
+            .clone()
+    };
+    assert_eq!(exit("init"), 0, "{task:#}");
+    assert_eq!(exit("app"), 0, "{task:#}");
+    assert_eq!(task["stopCode"], "EssentialContainerExited");
+    assert_eq!(task_log(&data_dir, &arn, "app"), "configured\n1\n");
+}
+
+#[test]
 fn bad_task_requests_get_ecs_errors_and_change_nothing() {
     if !images::containers_available() {
         return;
