@@ -1015,6 +1015,7 @@ mod tests {
                 started_at: started.map(str::to_owned),
                 finished_at: finished.map(str::to_owned),
                 essential: name != "side-car",
+                health: None,
             }
         };
         ObservedTask {

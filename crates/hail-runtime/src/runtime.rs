@@ -700,6 +700,27 @@ fn validate(spec: &TaskSpec) -> Result<(), RuntimeError> {
             }
         }
     }
+    for c in &spec.containers {
+        for d in &c.depends_on {
+            let target = spec.containers.iter().find(|o| o.name == d.container);
+            if d.condition == crate::spec::DependencyCondition::Healthy
+                && target.is_some_and(|t| t.health_check.is_none())
+            {
+                return Err(invalid(format!(
+                    "container {} depends on {} being HEALTHY, but {} has no health check",
+                    c.name, d.container, d.container
+                )));
+            }
+        }
+        if let Some(h) = &c.health_check {
+            if h.args.is_empty() || h.retries == 0 || h.interval.is_zero() || h.timeout.is_zero() {
+                return Err(invalid(format!(
+                    "container {}: a health check needs a command, retries, an interval and a timeout",
+                    c.name
+                )));
+            }
+        }
+    }
     if let Some(cycle) = dependency_cycle(spec) {
         return Err(invalid(format!(
             "dependsOn forms a cycle: {}",
@@ -844,6 +865,7 @@ fn resolve_container(
         image_config_digest: Some(image.config_digest.clone()),
         volume_mounts: Vec::new(),
         depends_on: c.depends_on.clone(),
+        health_check: c.health_check.clone(),
     })
 }
 

@@ -101,6 +101,26 @@ pub struct ContainerSpec {
     /// Containers that must reach a condition before this one starts.
     #[serde(default)]
     pub depends_on: Vec<Dependency>,
+    /// A command run inside the container to tell whether it is healthy.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSpec>,
+}
+
+/// A container health check (ECS `healthCheck`, Docker `HEALTHCHECK`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheckSpec {
+    /// What to run inside the container, already resolved from ECS's
+    /// `CMD` / `CMD-SHELL` forms.
+    pub args: Vec<String>,
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    /// Consecutive failures that make the container unhealthy.
+    pub retries: u32,
+    /// Failures within this time of the start do not count.
+    #[serde(with = "duration_ms")]
+    pub start_period: Duration,
 }
 
 /// A start dependency (ECS `dependsOn`).
@@ -120,6 +140,8 @@ pub enum DependencyCondition {
     Complete,
     /// Exited with code 0.
     Success,
+    /// Its health check passed.
+    Healthy,
 }
 
 impl DependencyCondition {
@@ -128,6 +150,7 @@ impl DependencyCondition {
             Self::Start => "START",
             Self::Complete => "COMPLETE",
             Self::Success => "SUCCESS",
+            Self::Healthy => "HEALTHY",
         }
     }
 }
@@ -153,6 +176,7 @@ impl ContainerSpec {
             pids_limit: None,
             mounts: Vec::new(),
             depends_on: Vec::new(),
+            health_check: None,
         }
     }
 }

@@ -127,6 +127,19 @@ pub struct ContainerStatus {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub essential: bool,
+    /// Health, for a container with a health check.
+    #[serde(default)]
+    pub health: Option<Health>,
+}
+
+/// What a container's health check says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Health {
+    /// No check has decided yet.
+    Unknown,
+    Healthy,
+    Unhealthy,
 }
 
 /// Everything known about a task; the shim writes it to `state.json` on every change.

@@ -112,3 +112,65 @@ async fn shutdown_runs_in_reverse_dependency_order() {
     assert_eq!(status.container("web").unwrap().exit.unwrap().code, 0);
     h.teardown().await;
 }
+
+fn check(script: &str) -> hail_runtime::spec::HealthCheckSpec {
+    hail_runtime::spec::HealthCheckSpec {
+        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(2),
+        retries: 2,
+        start_period: Duration::ZERO,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_dependencies_wait_for_the_check_and_unhealthy_ones_stop_the_task() {
+    if !containers_available() {
+        return;
+    }
+    let h = Harness::new("health").await;
+
+    // The app starts once the server's check passes.
+    let mut server = sh("server", "sleep 1; touch /tmp/ready; sleep 60 & wait");
+    server.essential = false;
+    server.health_check = Some(check("test -e /tmp/ready"));
+    let mut app = sh("app", "echo go");
+    app.depends_on = vec![dep("server", DependencyCondition::Healthy)];
+    let spec = h.task(vec![server, app]);
+    h.runtime.start_task(&spec).await.unwrap();
+    let status = h.runtime.wait(&spec.id).await.unwrap();
+    assert_eq!(h.stdout(&spec.id, "app"), "go\n", "{status:?}");
+    assert_eq!(
+        status.container("server").unwrap().health,
+        Some(hail_runtime::task::Health::Healthy)
+    );
+
+    // A server that never gets healthy: unhealthy after its retries, and
+    // the task stops naming the dependency, without starting the app.
+    let mut server = sh("server", "sleep 60 & wait");
+    server.essential = false;
+    server.health_check = Some(check("false"));
+    let mut app = sh("app", "echo should-not-run");
+    app.depends_on = vec![dep("server", DependencyCondition::Healthy)];
+    let spec = h.task(vec![server, app]);
+    let began = Instant::now();
+    h.runtime.start_task(&spec).await.unwrap();
+    let status = h.runtime.wait(&spec.id).await.unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        began.elapsed()
+    );
+    match &status.stop {
+        Some(StopCause::StartFailed { container, message }) => {
+            assert_eq!(container, "app");
+            assert!(
+                message.contains("server (HEALTHY), which is UNHEALTHY"),
+                "{message}"
+            );
+        }
+        other => panic!("unexpected stop cause {other:?}"),
+    }
+    assert!(status.container("app").unwrap().started_at.is_none());
+    h.teardown().await;
+}

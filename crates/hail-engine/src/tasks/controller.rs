@@ -63,6 +63,9 @@ impl ControllerConfig {
     }
 }
 
+/// How often a running task's container health is read from its shim.
+const HEALTH_POLL: Duration = Duration::from_secs(1);
+
 /// A task RunTask just committed, with what the worker needs to start it
 /// without reading the store again.
 #[derive(Debug, Clone)]
@@ -512,7 +515,26 @@ async fn supervise(inner: &Arc<Inner>, id: &str) -> Result<(), WorkerError> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let status = inner.runtime.wait(id).await?;
+    // Health changes while the task runs are recorded as they happen, so
+    // DescribeTasks shows a container's healthStatus (and services can act
+    // on it); the wait on the shim ends the watch.
+    let wait = inner.runtime.wait(id);
+    tokio::pin!(wait);
+    let mut last_health = None;
+    let status = loop {
+        tokio::select! {
+            status = &mut wait => break status?,
+            _ = tokio::time::sleep(HEALTH_POLL) => {
+                let Ok(now) = inner.runtime.status(id).await else { continue };
+                let health: Vec<_> = now.containers.iter().map(|c| c.health).collect();
+                if health.iter().all(Option::is_none) || last_health.as_ref() == Some(&health) {
+                    continue;
+                }
+                last_health = Some(health);
+                record(inner, id, move |t, at| observe::apply(t, &now, at)).await?;
+            }
+        }
+    };
     // Everything the containers wrote is in CloudWatch Logs before the task
     // reads as STOPPED.
     inner.shipper.drain(id).await;

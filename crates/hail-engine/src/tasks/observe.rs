@@ -9,9 +9,11 @@
 
 use chrono::DateTime;
 use hail_model::ecs::task::{Attachment, EniDetails, NetworkInterface};
-use hail_model::ecs::task::{Connectivity, ContainerStatus};
+use hail_model::ecs::task::{Connectivity, ContainerStatus, HealthStatus};
 use hail_model::ecs::{StopCode, Task, TaskStatus, Timestamp};
-use hail_runtime::task::{ContainerPhase, StopCause, TaskPhase, TaskStatus as RuntimeStatus};
+use hail_runtime::task::{
+    ContainerPhase, Health, StopCause, TaskPhase, TaskStatus as RuntimeStatus,
+};
 
 /// `reason` of a container the kernel killed for its memory, as ECS words it.
 pub const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
@@ -126,7 +128,9 @@ pub fn apply(task: &mut Task, status: &RuntimeStatus, now: Timestamp) {
         if c.reason.is_none() && next == ContainerStatus::Stopped {
             c.reason = observed.reason.clone().filter(|r| !r.is_empty());
         }
+        c.health_status = observed.health.map(health_status);
     }
+    task.health_status = task_health(status);
     match status.phase {
         TaskPhase::Starting => advance(task, TaskStatus::Pending),
         TaskPhase::Running => {
@@ -169,6 +173,35 @@ pub fn apply(task: &mut Task, status: &RuntimeStatus, now: Timestamp) {
         let stopped = time(status.stopped_at.as_deref()).unwrap_or(now);
         task.stopped_at.get_or_insert(stopped);
         task.execution_stopped_at.get_or_insert(stopped);
+    }
+}
+
+fn health_status(h: Health) -> HealthStatus {
+    match h {
+        Health::Healthy => HealthStatus::Healthy,
+        Health::Unhealthy => HealthStatus::Unhealthy,
+        Health::Unknown => HealthStatus::Unknown,
+    }
+}
+
+/// The task's health as ECS derives it from its essential containers with
+/// health checks: UNHEALTHY if any is, HEALTHY if all are, UNKNOWN between;
+/// none when no essential container has a check.
+fn task_health(status: &RuntimeStatus) -> Option<HealthStatus> {
+    let checked: Vec<Health> = status
+        .containers
+        .iter()
+        .filter(|c| c.essential)
+        .filter_map(|c| c.health)
+        .collect();
+    if checked.is_empty() {
+        None
+    } else if checked.contains(&Health::Unhealthy) {
+        Some(HealthStatus::Unhealthy)
+    } else if checked.iter().all(|h| *h == Health::Healthy) {
+        Some(HealthStatus::Healthy)
+    } else {
+        Some(HealthStatus::Unknown)
     }
 }
 
@@ -296,6 +329,7 @@ mod tests {
                 started_at: Some("2026-01-01T00:00:01.000Z".into()),
                 finished_at: None,
                 essential: true,
+                health: None,
             }],
             stop: exit.map(|_| StopCause::EssentialContainerExited {
                 container: "app".into(),

@@ -12,8 +12,8 @@ use hail_model::ecs::task::effective_containers;
 use hail_model::ecs::task_definition::{LogConfiguration, NetworkMode as DefNetworkMode};
 use hail_model::ecs::{Task, TaskDefinition};
 use hail_runtime::spec::{
-    ContainerSpec, Dependency, DependencyCondition, MountSpec, NetworkMode, TaskSpec, Ulimit,
-    VolumeSource, VolumeSpec,
+    ContainerSpec, Dependency, DependencyCondition, HealthCheckSpec, MountSpec, NetworkMode,
+    TaskSpec, Ulimit, VolumeSource, VolumeSpec,
 };
 
 /// ECS's default time between SIGTERM and SIGKILL.
@@ -110,6 +110,11 @@ pub fn plan(
             .stop_timeout
             .map_or(DEFAULT_STOP_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
         spec.mounts = mounts_of(def, &c.name)?;
+        spec.health_check = d
+            .health_check
+            .as_ref()
+            .map(|h| health_check_of(&c.name, h))
+            .transpose()?;
         spec.depends_on = d
             .depends_on
             .iter()
@@ -119,10 +124,11 @@ pub fn plan(
                     "START" => DependencyCondition::Start,
                     "COMPLETE" => DependencyCondition::Complete,
                     "SUCCESS" => DependencyCondition::Success,
+                    "HEALTHY" => DependencyCondition::Healthy,
                     other => {
                         return Err(init_error(format!(
-                            "container {}: dependsOn condition {other} on {} is not supported \
-                             by this engine yet (container health checks are not run)",
+                            "container {}: dependsOn condition {other} on {} is not one of \
+                             START, COMPLETE, SUCCESS, HEALTHY",
                             c.name, dep.container_name
                         )))
                     }
@@ -207,6 +213,34 @@ fn volumes_of(def: &TaskDefinition) -> Result<Vec<VolumeSpec>, PlanError> {
             Ok(VolumeSpec { name, source })
         })
         .collect()
+}
+
+/// An ECS health check as the runtime runs it: `CMD-SHELL` through
+/// `/bin/sh -c`, `CMD` as the arguments given; intervals in seconds.
+fn health_check_of(
+    container: &str,
+    h: &hail_model::ecs::task_definition::HealthCheck,
+) -> Result<HealthCheckSpec, PlanError> {
+    let args = match h.command.split_first() {
+        Some((form, rest)) if form == "CMD-SHELL" && !rest.is_empty() => {
+            vec!["/bin/sh".to_owned(), "-c".to_owned(), rest.join(" ")]
+        }
+        Some((form, rest)) if form == "CMD" && !rest.is_empty() => rest.to_vec(),
+        _ => {
+            return Err(init_error(format!(
+                "container {container}: healthCheck.command must start with CMD or CMD-SHELL \
+                 followed by the command"
+            )))
+        }
+    };
+    let secs = |s: u32| Duration::from_secs(u64::from(s));
+    Ok(HealthCheckSpec {
+        args,
+        interval: secs(h.interval_or_default()),
+        timeout: secs(h.timeout_or_default()),
+        retries: h.retries_or_default(),
+        start_period: secs(h.start_period_or_default()),
+    })
 }
 
 /// A container's mounts: its `mountPoints`, then those of the containers

@@ -93,6 +93,8 @@ pub struct ShimContainer {
     /// Containers that must reach a condition before this one starts.
     #[serde(default)]
     pub depends_on: Vec<crate::spec::Dependency>,
+    #[serde(default)]
+    pub health_check: Option<crate::spec::HealthCheckSpec>,
 }
 
 impl ShimTask {
@@ -114,6 +116,10 @@ impl ShimTask {
                     started_at: None,
                     finished_at: None,
                     essential: c.essential,
+                    health: c
+                        .health_check
+                        .as_ref()
+                        .map(|_| crate::task::Health::Unknown),
                 })
                 .collect(),
             stop: None,

@@ -33,7 +33,7 @@ use crate::durable;
 use crate::logs::{LineSplitter, LogWriter, Rotation, Stream};
 use crate::overlay::{self, RootDirs};
 use crate::spec::DependencyCondition;
-use crate::task::{ContainerExit, ContainerPhase, StopCause, TaskPhase, TaskStatus};
+use crate::task::{ContainerExit, ContainerPhase, Health, StopCause, TaskPhase, TaskStatus};
 use crate::user;
 
 /// ECS's words for a container the kernel killed for memory.
@@ -97,6 +97,18 @@ struct Running {
     kill_at: Option<Instant>,
     /// Sent its stop signal (the task is stopping).
     signalled: bool,
+    /// When the container started, for the health check's start period.
+    started: Instant,
+    /// When its next health check is due (containers with a check).
+    next_check: Option<Instant>,
+    /// Failed checks in a row that count.
+    failing: u32,
+}
+
+/// A health check in flight: a `runc exec` process.
+struct Check {
+    container: usize,
+    deadline: Instant,
 }
 
 /// Whether a container's dependencies let it start.
@@ -118,6 +130,8 @@ struct Supervisor {
     waiters: Vec<oneshot::Sender<ShimResponse>>,
     pumps: Vec<JoinHandle<()>>,
     deadline: Option<Instant>,
+    /// Health checks running now, by the pid of their `runc exec`.
+    checks: HashMap<i32, Check>,
 }
 
 fn now() -> String {
@@ -152,6 +166,7 @@ impl Supervisor {
             waiters: Vec::new(),
             pumps: Vec::new(),
             deadline,
+            checks: HashMap::new(),
         })
     }
 
@@ -163,11 +178,18 @@ impl Supervisor {
             tokio::select! {
                 exit = self.reaper.next() => {
                     if let Some((pid, exit)) = exit {
-                        self.on_exit(pid, exit).await;
+                        if let Some(check) = self.checks.remove(&pid) {
+                            self.on_check(check.container, exit == Exit::Code(0)).await;
+                        } else {
+                            self.on_exit(pid, exit).await;
+                        }
                     }
                 }
                 Some((request, reply)) = self.control.recv() => self.on_request(request, reply),
-                _ = sleep_until(next_deadline) => self.on_deadline(),
+                _ = sleep_until(next_deadline) => {
+                    self.on_deadline();
+                    self.run_due_checks().await;
+                }
             }
         }
         self.finish().await;
@@ -276,6 +298,22 @@ impl Supervisor {
                         return Readiness::Never(format!(
                             "container {} depends on {} (SUCCESS), which exited with code {}",
                             self.task.containers[index].name, dep.container, exit.code
+                        ))
+                    }
+                    _ => false,
+                },
+                DependencyCondition::Healthy => match target.health {
+                    Some(Health::Healthy) => true,
+                    Some(Health::Unhealthy) => {
+                        return Readiness::Never(format!(
+                            "container {} depends on {} (HEALTHY), which is UNHEALTHY",
+                            self.task.containers[index].name, dep.container
+                        ))
+                    }
+                    _ if stopped => {
+                        return Readiness::Never(format!(
+                            "container {} depends on {} (HEALTHY), which exited",
+                            self.task.containers[index].name, dep.container
                         ))
                     }
                     _ => false,
@@ -430,6 +468,15 @@ impl Supervisor {
                 pid,
                 kill_at: None,
                 signalled: false,
+                started: Instant::now(),
+                // The first check runs within a second of the start, so
+                // containers waiting on this one being HEALTHY are not held
+                // for a whole interval; later ones follow the interval.
+                next_check: spec
+                    .health_check
+                    .as_ref()
+                    .map(|h| Instant::now() + h.interval.min(Duration::from_secs(1))),
+                failing: 0,
             },
         );
         if let Some(exit) = self.reaper.take(pid) {
@@ -557,7 +604,109 @@ impl Supervisor {
         let runtime = self
             .deadline
             .filter(|_| self.status.phase == TaskPhase::Running);
-        kills.chain(runtime).min()
+        let checks_due = self
+            .running
+            .values()
+            .filter_map(|r| r.next_check)
+            .filter(|_| self.status.phase != TaskPhase::Stopping);
+        let checks_late = self.checks.values().map(|c| c.deadline);
+        kills
+            .chain(runtime)
+            .chain(checks_due)
+            .chain(checks_late)
+            .min()
+    }
+
+    /// Starts the health checks that are due (one at a time per container)
+    /// and fails those that overran their timeout.
+    async fn run_due_checks(&mut self) {
+        let now = Instant::now();
+        let late: Vec<(i32, usize)> = self
+            .checks
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(pid, c)| (*pid, c.container))
+            .collect();
+        for (pid, container) in late {
+            self.checks.remove(&pid);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            self.on_check(container, false).await;
+        }
+        if self.status.phase == TaskPhase::Stopping {
+            return;
+        }
+        let due: Vec<usize> = self
+            .running
+            .iter()
+            .filter(|(i, r)| {
+                r.next_check.is_some_and(|t| t <= now)
+                    && !self.checks.values().any(|c| c.container == **i)
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        for index in due {
+            let Some(check) = self.task.containers[index].health_check.clone() else {
+                continue;
+            };
+            if let Some(r) = self.running.get_mut(&index) {
+                r.next_check = Some(now + check.interval);
+            }
+            let cid = runtime_container_id(&self.task.id, &self.task.containers[index].name);
+            let spawned = Command::new(&self.task.runtime_binary)
+                .arg("--root")
+                .arg(&self.task.runtime_root)
+                .args(["exec", &cid])
+                .args(&check.args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            match spawned {
+                Ok(child) => {
+                    self.checks.insert(
+                        child.id() as i32,
+                        Check {
+                            container: index,
+                            deadline: now + check.timeout,
+                        },
+                    );
+                }
+                Err(_) => self.on_check(index, false).await,
+            }
+        }
+    }
+
+    /// Records one health check's result: healthy at the first pass,
+    /// unhealthy after `retries` failures in a row outside the start period.
+    async fn on_check(&mut self, index: usize, passed: bool) {
+        let Some(check) = self.task.containers[index].health_check.clone() else {
+            return;
+        };
+        let Some(running) = self.running.get_mut(&index) else {
+            return;
+        };
+        let before = self.status.containers[index].health;
+        let next = if passed {
+            running.failing = 0;
+            Health::Healthy
+        } else if running.started.elapsed() < check.start_period {
+            before.unwrap_or(Health::Unknown)
+        } else {
+            running.failing += 1;
+            if running.failing >= check.retries {
+                Health::Unhealthy
+            } else {
+                before.unwrap_or(Health::Unknown)
+            }
+        };
+        if before != Some(next) {
+            self.status.containers[index].health = Some(next);
+            self.persist();
+            if self.status.phase == TaskPhase::Starting {
+                // A container may have been waiting on this one's health.
+                Box::pin(self.start_ready()).await;
+            }
+        }
     }
 
     fn on_deadline(&mut self) {
