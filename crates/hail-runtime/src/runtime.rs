@@ -690,12 +690,64 @@ fn validate(spec: &TaskSpec) -> Result<(), RuntimeError> {
             return Err(invalid(format!("container name {} is used twice", c.name)));
         }
     }
+    for c in &spec.containers {
+        for d in &c.depends_on {
+            if d.container == c.name || !spec.containers.iter().any(|o| o.name == d.container) {
+                return Err(invalid(format!(
+                    "container {} depends on {:?}, which is not another container of the task",
+                    c.name, d.container
+                )));
+            }
+        }
+    }
+    if let Some(cycle) = dependency_cycle(spec) {
+        return Err(invalid(format!(
+            "dependsOn forms a cycle: {}",
+            cycle.join(" -> ")
+        )));
+    }
     if !spec.containers.iter().any(|c| c.essential) {
         return Err(invalid(
             "at least one container must be essential".to_owned(),
         ));
     }
     Ok(())
+}
+
+/// A cycle in the containers' dependencies, as the names along it.
+fn dependency_cycle(spec: &TaskSpec) -> Option<Vec<String>> {
+    fn visit<'a>(
+        spec: &'a TaskSpec,
+        name: &'a str,
+        path: &mut Vec<&'a str>,
+        done: &mut HashSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| *n == name) {
+            let mut cycle: Vec<String> = path[at..].iter().map(|n| n.to_string()).collect();
+            cycle.push(name.to_owned());
+            return Some(cycle);
+        }
+        if !done.insert(name) {
+            return None;
+        }
+        path.push(name);
+        let c = spec.containers.iter().find(|c| c.name == name)?;
+        for d in &c.depends_on {
+            if let Some(cycle) = visit(spec, &d.container, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = HashSet::new();
+    for c in &spec.containers {
+        let mut path = Vec::new();
+        if let Some(cycle) = visit(spec, &c.name, &mut path, &mut done) {
+            return Some(cycle);
+        }
+    }
+    None
 }
 
 /// Merges a container spec with its image's config the way Docker and ECS do:
@@ -791,6 +843,7 @@ fn resolve_container(
             .unwrap_or(libc_sigterm()),
         image_config_digest: Some(image.config_digest.clone()),
         volume_mounts: Vec::new(),
+        depends_on: c.depends_on.clone(),
     })
 }
 

@@ -98,6 +98,38 @@ pub struct ContainerSpec {
     /// The task volumes this container mounts.
     #[serde(default)]
     pub mounts: Vec<MountSpec>,
+    /// Containers that must reach a condition before this one starts.
+    #[serde(default)]
+    pub depends_on: Vec<Dependency>,
+}
+
+/// A start dependency (ECS `dependsOn`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub container: String,
+    pub condition: DependencyCondition,
+}
+
+/// What the container depended on must have done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DependencyCondition {
+    /// Started.
+    Start,
+    /// Exited, with any code.
+    Complete,
+    /// Exited with code 0.
+    Success,
+}
+
+impl DependencyCondition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "START",
+            Self::Complete => "COMPLETE",
+            Self::Success => "SUCCESS",
+        }
+    }
 }
 
 impl ContainerSpec {
@@ -120,6 +152,7 @@ impl ContainerSpec {
             ulimits: Vec::new(),
             pids_limit: None,
             mounts: Vec::new(),
+            depends_on: Vec::new(),
         }
     }
 }

@@ -19,6 +19,41 @@ use server_support::{aws, common, hail_env, Server, HAIL};
 
 const TOM_THUMB: &str = include_str!("../../hail-model/testdata/tom-thumb-task.json");
 
+/// A server with a busybox image under `image`, a default cluster, and
+/// the `aws` environment pointing at it.
+struct Stack {
+    tmp: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+    env: HashMap<String, String>,
+    server: Server,
+}
+
+impl Stack {
+    fn new(image: &str, server_flags: &[&str]) -> Stack {
+        common::python();
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let server = Server::start_with(
+            &data_dir,
+            server_support::host::HostNames::unique(1),
+            server_flags,
+        );
+        let env = hail_env(&data_dir, &server.endpoint);
+        import_busybox(&data_dir, image);
+        aws(
+            &env,
+            &["ecs", "create-cluster", "--cluster-name", "default"],
+        )
+        .json();
+        Stack {
+            tmp,
+            data_dir,
+            env,
+            server,
+        }
+    }
+}
+
 /// Imports a busybox root filesystem as `name` into the server's data dir,
 /// with the CLI, while the server runs.
 fn import_busybox(data_dir: &Path, name: &str) {
@@ -131,20 +166,11 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
     if !images::containers_available() {
         return;
     }
-    common::python();
-    let tmp = tempfile::tempdir().unwrap();
-    let data_dir = tmp.path().join("data");
-    let server = Server::start(&data_dir);
-    let env = hail_env(&data_dir, &server.endpoint);
-    import_busybox(&data_dir, "tom-thumb:latest");
-    aws(
-        &env,
-        &["ecs", "create-cluster", "--cluster-name", "default"],
-    )
-    .json();
+    let stack = Stack::new("tom-thumb:latest", &[]);
+    let (tmp, data_dir, env) = (&stack.tmp, &stack.data_dir, &stack.env);
     // The definition's awslogs group, created beforehand as on AWS.
     let created = aws(
-        &env,
+        env,
         &[
             "logs",
             "create-log-group",
@@ -160,7 +186,7 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
         &serde_json::from_str(TOM_THUMB).unwrap(),
     );
     aws(
-        &env,
+        env,
         &[
             "ecs",
             "register-task-definition",
@@ -196,7 +222,7 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
         }]}
     });
     let run_file = write_json(tmp.path(), "run-task.json", &run_input);
-    let out = aws(&env, &["ecs", "run-task", "--cli-input-json", &run_file]).json();
+    let out = aws(env, &["ecs", "run-task", "--cli-input-json", &run_file]).json();
     assert_eq!(out["failures"], json!([]));
     let task = &out["tasks"][0];
     let task_arn = task["taskArn"].as_str().unwrap().to_owned();
@@ -212,12 +238,9 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
     assert_eq!(task["containers"][0]["lastStatus"], "PENDING");
     assert_eq!(task["attachments"][0]["type"], "ElasticNetworkInterface");
 
-    let waited = aws(
-        &env,
-        &["ecs", "wait", "tasks-stopped", "--tasks", &task_arn],
-    );
+    let waited = aws(env, &["ecs", "wait", "tasks-stopped", "--tasks", &task_arn]);
     assert!(waited.success, "wait tasks-stopped: {}", waited.stderr);
-    let task = describe(&env, &task_arn);
+    let task = describe(env, &task_arn);
     assert_eq!(task["lastStatus"], "STOPPED", "{task:#}");
     assert_eq!(task["desiredStatus"], "STOPPED");
     assert_eq!(task["stopCode"], "EssentialContainerExited");
@@ -229,7 +252,7 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
         .as_str()
         .unwrap()
         .to_owned();
-    let subnet: ipnet::Ipv4Net = server.host.subnet.parse().unwrap();
+    let subnet: ipnet::Ipv4Net = stack.server.host.subnet.parse().unwrap();
     assert!(
         subnet.contains(&ip.parse::<std::net::Ipv4Addr>().unwrap()),
         "{ip}"
@@ -247,7 +270,7 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
 
     // What the container printed: the overrides and the definition merged,
     // the agent's variables, the task's own address.
-    let log = task_log(&data_dir, &task_arn, "tom-thumb-container");
+    let log = task_log(data_dir, &task_arn, "tom-thumb-container");
     assert!(
         log.contains("video=http://127.0.0.1/videos/clip.mp4 at=00:07 out=thumbnail.png"),
         "{log}"
@@ -273,7 +296,7 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
         task_arn.rsplit('/').next().unwrap()
     );
     let events = aws(
-        &env,
+        env,
         &[
             "logs",
             "get-log-events",
@@ -304,7 +327,7 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
 
     // Stopped tasks are still listed and described.
     let stopped = aws(
-        &env,
+        env,
         &[
             "ecs",
             "list-tasks",
@@ -316,7 +339,7 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
     )
     .json();
     assert_eq!(stopped["taskArns"], json!([task_arn]));
-    let running = aws(&env, &["ecs", "list-tasks"]).json();
+    let running = aws(env, &["ecs", "list-tasks"]).json();
     assert_eq!(running["taskArns"], json!([]));
 }
 
@@ -340,32 +363,23 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
     if !images::containers_available() {
         return;
     }
-    common::python();
-    let tmp = tempfile::tempdir().unwrap();
-    let data_dir = tmp.path().join("data");
-    let server = Server::start(&data_dir);
-    let env = hail_env(&data_dir, &server.endpoint);
-    import_busybox(&data_dir, "hail.test/busybox:latest");
-    aws(
-        &env,
-        &["ecs", "create-cluster", "--cluster-name", "default"],
-    )
-    .json();
+    let stack = Stack::new("hail.test/busybox:latest", &[]);
+    let (tmp, env) = (&stack.tmp, &stack.env);
 
     register_sh(
-        &env,
+        env,
         tmp.path(),
         "sleeper",
         json!({"command": ["sleep", "300"]}),
     );
     register_sh(
-        &env,
+        env,
         tmp.path(),
         "hog",
         json!({"command": ["tail", "/dev/zero"], "memory": 16}),
     );
     register_sh(
-        &env,
+        env,
         tmp.path(),
         "unpullable",
         json!({"image": "127.0.0.1:1/nothing/here:latest", "command": ["true"]}),
@@ -373,18 +387,18 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
 
     // Stopped by the user: running first, with its address, then stopped
     // with the reason given.
-    let sleeper = run(&env, "sleeper", &["--tags", "key=team,value=video"]);
+    let sleeper = run(env, "sleeper", &["--tags", "key=team,value=video"]);
     let sleeper_arn = sleeper["taskArn"].as_str().unwrap().to_owned();
-    let running = wait_for(&env, &sleeper_arn, "RUNNING");
+    let running = wait_for(env, &sleeper_arn, "RUNNING");
     assert_eq!(running["containers"][0]["lastStatus"], "RUNNING");
     assert_eq!(running["connectivity"], "CONNECTED");
     assert_eq!(running["attachments"][0]["status"], "ATTACHED");
-    let listed = aws(&env, &["ecs", "list-tasks", "--family", "sleeper"]).json();
+    let listed = aws(env, &["ecs", "list-tasks", "--family", "sleeper"]).json();
     assert_eq!(listed["taskArns"], json!([sleeper_arn]));
-    let clusters = aws(&env, &["ecs", "describe-clusters", "--clusters", "default"]).json();
+    let clusters = aws(env, &["ecs", "describe-clusters", "--clusters", "default"]).json();
     assert_eq!(clusters["clusters"][0]["runningTasksCount"], 1);
     let tags = aws(
-        &env,
+        env,
         &[
             "ecs",
             "list-tags-for-resource",
@@ -396,7 +410,7 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
     assert_eq!(tags["tags"], json!([{"key": "team", "value": "video"}]));
 
     let stopped = aws(
-        &env,
+        env,
         &[
             "ecs",
             "stop-task",
@@ -408,7 +422,7 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
     )
     .json();
     assert_eq!(stopped["task"]["desiredStatus"], "STOPPED");
-    let task = wait_for(&env, &sleeper_arn, "STOPPED");
+    let task = wait_for(env, &sleeper_arn, "STOPPED");
     assert_eq!(task["stopCode"], "UserInitiated");
     assert_eq!(task["stoppedReason"], "no longer needed");
     // busybox sleep as PID 1 ignores SIGTERM: SIGKILL after stopTimeout.
@@ -416,11 +430,11 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
 
     // Beyond ECS: the task's maximum runtime, as a tag.
     let timed = run(
-        &env,
+        env,
         "sleeper",
         &["--tags", "key=hail:maxRuntimeSeconds,value=1"],
     );
-    let task = wait_for(&env, timed["taskArn"].as_str().unwrap(), "STOPPED");
+    let task = wait_for(env, timed["taskArn"].as_str().unwrap(), "STOPPED");
     assert_eq!(task["stopCode"], "HailMaxRuntimeExceeded", "{task:#}");
     assert_eq!(
         task["stoppedReason"],
@@ -428,8 +442,8 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
     );
 
     // The kernel's OOM killer, in ECS's words.
-    let hog = run(&env, "hog", &[]);
-    let task = wait_for(&env, hog["taskArn"].as_str().unwrap(), "STOPPED");
+    let hog = run(env, "hog", &[]);
+    let task = wait_for(env, hog["taskArn"].as_str().unwrap(), "STOPPED");
     assert_eq!(task["stopCode"], "EssentialContainerExited", "{task:#}");
     assert_eq!(
         task["stoppedReason"],
@@ -438,8 +452,8 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
     assert_eq!(task["containers"][0]["exitCode"], 137);
 
     // An image that is nowhere to be had.
-    let unpullable = run(&env, "unpullable", &[]);
-    let task = wait_for(&env, unpullable["taskArn"].as_str().unwrap(), "STOPPED");
+    let unpullable = run(env, "unpullable", &[]);
+    let task = wait_for(env, unpullable["taskArn"].as_str().unwrap(), "STOPPED");
     assert_eq!(task["stopCode"], "TaskFailedToStart", "{task:#}");
     let reason = task["stoppedReason"].as_str().unwrap();
     assert!(reason.starts_with("CannotPullContainerError:"), "{reason}");
@@ -448,15 +462,15 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
     // An awslogs group that does not exist stops the task before it
     // starts, as ECS does.
     register_sh(
-        &env,
+        env,
         tmp.path(),
         "nolog",
         json!({"command": ["true"], "logConfiguration": {"logDriver": "awslogs", "options": {
             "awslogs-group": "/ecs/missing", "awslogs-region": "us-east-1",
             "awslogs-stream-prefix": "ecs"}}}),
     );
-    let nolog = run(&env, "nolog", &[]);
-    let task = wait_for(&env, nolog["taskArn"].as_str().unwrap(), "STOPPED");
+    let nolog = run(env, "nolog", &[]);
+    let task = wait_for(env, nolog["taskArn"].as_str().unwrap(), "STOPPED");
     assert_eq!(task["stopCode"], "TaskFailedToStart");
     assert!(
         task["stoppedReason"]
@@ -468,11 +482,11 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
 
     // A retried RunTask (same clientToken, same request) gets the tasks the
     // first call started; the token with another request is refused.
-    let first = run(&env, "unpullable", &["--client-token", "retry-1"]);
-    let again = run(&env, "unpullable", &["--client-token", "retry-1"]);
+    let first = run(env, "unpullable", &["--client-token", "retry-1"]);
+    let again = run(env, "unpullable", &["--client-token", "retry-1"]);
     assert_eq!(first["taskArn"], again["taskArn"]);
     let other = aws(
-        &env,
+        env,
         &[
             "ecs",
             "run-task",
@@ -493,7 +507,7 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
         other.stderr
     );
     let runs = aws(
-        &env,
+        env,
         &[
             "ecs",
             "list-tasks",
@@ -504,9 +518,9 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
         ],
     )
     .json();
-    wait_for(&env, first["taskArn"].as_str().unwrap(), "STOPPED");
+    wait_for(env, first["taskArn"].as_str().unwrap(), "STOPPED");
     let all = aws(
-        &env,
+        env,
         &[
             "ecs",
             "list-tasks",
@@ -520,7 +534,7 @@ fn tasks_stop_on_request_on_timeout_on_oom_and_fail_to_pull_as_ecs_says() {
     assert_eq!(all["taskArns"].as_array().unwrap().len(), 2, "{runs} {all}");
 
     // Nothing is left running, and the cluster counts agree.
-    let clusters = aws(&env, &["ecs", "describe-clusters", "--clusters", "default"]).json();
+    let clusters = aws(env, &["ecs", "describe-clusters", "--clusters", "default"]).json();
     assert_eq!(clusters["clusters"][0]["runningTasksCount"], 0);
     assert_eq!(clusters["clusters"][0]["pendingTasksCount"], 0);
 }
@@ -530,30 +544,17 @@ fn tasks_beyond_the_hosts_memory_are_failures_as_ecs_reports_them() {
     if !images::containers_available() {
         return;
     }
-    common::python();
-    let tmp = tempfile::tempdir().unwrap();
-    let data_dir = tmp.path().join("data");
-    let server = Server::start_with(
-        &data_dir,
-        server_support::host::HostNames::unique(1),
-        &["--task-memory", "1024"],
-    );
-    let env = hail_env(&data_dir, &server.endpoint);
-    import_busybox(&data_dir, "hail.test/busybox:latest");
-    aws(
-        &env,
-        &["ecs", "create-cluster", "--cluster-name", "default"],
-    )
-    .json();
+    let stack = Stack::new("hail.test/busybox:latest", &["--task-memory", "1024"]);
+    let (tmp, env) = (&stack.tmp, &stack.env);
     register_sh(
-        &env,
+        env,
         tmp.path(),
         "sleeper",
         json!({"command": ["sleep", "300"]}),
     );
     // 512 MiB each: two fit in 1024 MiB, the third does not.
     let out = aws(
-        &env,
+        env,
         &[
             "ecs",
             "run-task",
@@ -571,10 +572,10 @@ fn tasks_beyond_the_hosts_memory_are_failures_as_ecs_reports_them() {
     assert_eq!(out["failures"][0]["reason"], "RESOURCE:MEMORY");
     // Once one stops, its memory is free again.
     let first = out["tasks"][0]["taskArn"].as_str().unwrap();
-    aws(&env, &["ecs", "stop-task", "--task", first]).json();
-    wait_for(&env, first, "STOPPED");
+    aws(env, &["ecs", "stop-task", "--task", first]).json();
+    wait_for(env, first, "STOPPED");
     let again = aws(
-        &env,
+        env,
         &[
             "ecs",
             "run-task",
@@ -594,30 +595,17 @@ fn stopped_tasks_are_forgotten_after_the_retention_period() {
     if !images::containers_available() {
         return;
     }
-    common::python();
-    let tmp = tempfile::tempdir().unwrap();
-    let data_dir = tmp.path().join("data");
-    let server = Server::start_with(
-        &data_dir,
-        server_support::host::HostNames::unique(1),
-        &["--task-retention", "1"],
-    );
-    let env = hail_env(&data_dir, &server.endpoint);
-    import_busybox(&data_dir, "hail.test/busybox:latest");
-    aws(
-        &env,
-        &["ecs", "create-cluster", "--cluster-name", "default"],
-    )
-    .json();
-    register_sh(&env, tmp.path(), "quick", json!({"command": ["true"]}));
-    let task = run(&env, "quick", &[]);
+    let stack = Stack::new("hail.test/busybox:latest", &["--task-retention", "1"]);
+    let (tmp, data_dir, env) = (&stack.tmp, &stack.data_dir, &stack.env);
+    register_sh(env, tmp.path(), "quick", json!({"command": ["true"]}));
+    let task = run(env, "quick", &[]);
     let arn = task["taskArn"].as_str().unwrap();
     let id = arn.rsplit('/').next().unwrap();
-    wait_for(&env, arn, "STOPPED");
+    wait_for(env, arn, "STOPPED");
     assert!(data_dir.join("tasks").join(id).exists());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = aws(&env, &["ecs", "describe-tasks", "--tasks", arn]).json();
+        let out = aws(env, &["ecs", "describe-tasks", "--tasks", arn]).json();
         if out["failures"][0]["reason"] == "MISSING" {
             break;
         }
@@ -626,6 +614,54 @@ fn stopped_tasks_are_forgotten_after_the_retention_period() {
     }
     // Its files went with it.
     assert!(!data_dir.join("tasks").join(id).exists());
+}
+
+#[test]
+fn a_multi_container_task_shares_a_volume_and_starts_in_dependency_order() {
+    if !images::containers_available() {
+        return;
+    }
+    let stack = Stack::new("hail.test/busybox:latest", &[]);
+    let (tmp, data_dir, env) = (&stack.tmp, &stack.data_dir, &stack.env);
+    let def = json!({
+        "family": "assembly",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "volumes": [{"name": "work"}],
+        "containerDefinitions": [
+            {"name": "init", "image": "hail.test/busybox:latest", "essential": false,
+             "command": ["sh", "-c", "echo configured > /work/config"],
+             "mountPoints": [{"sourceVolume": "work", "containerPath": "/work"}]},
+            {"name": "app", "image": "hail.test/busybox:latest",
+             "command": ["sh", "-c", "cat /cfg/config; grep -c app /etc/hosts"],
+             "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}],
+             "mountPoints": [{"sourceVolume": "work", "containerPath": "/cfg", "readOnly": true}]}
+        ]
+    });
+    let file = write_json(tmp.path(), "assembly.json", &def);
+    aws(
+        env,
+        &["ecs", "register-task-definition", "--cli-input-json", &file],
+    )
+    .json();
+    let task = run(env, "assembly", &[]);
+    let arn = task["taskArn"].as_str().unwrap().to_owned();
+    let task = wait_for(env, &arn, "STOPPED");
+    let exit = |name: &str| {
+        task["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["exitCode"]
+            .clone()
+    };
+    assert_eq!(exit("init"), 0, "{task:#}");
+    assert_eq!(exit("app"), 0, "{task:#}");
+    assert_eq!(task["stopCode"], "EssentialContainerExited");
+    assert_eq!(task_log(data_dir, &arn, "app"), "configured\n1\n");
 }
 
 #[test]
@@ -799,19 +835,10 @@ fn boto3_invoker_runs_a_task_and_reads_its_result() {
     if !images::containers_available() {
         return;
     }
-    common::python();
-    let tmp = tempfile::tempdir().unwrap();
-    let data_dir = tmp.path().join("data");
-    let server = Server::start(&data_dir);
-    let env = hail_env(&data_dir, &server.endpoint);
-    import_busybox(&data_dir, "hail.test/busybox:latest");
-    aws(
-        &env,
-        &["ecs", "create-cluster", "--cluster-name", "default"],
-    )
-    .json();
+    let stack = Stack::new("hail.test/busybox:latest", &[]);
+    let (tmp, data_dir, env) = (&stack.tmp, &stack.data_dir, &stack.env);
     register_sh(
-        &env,
+        env,
         tmp.path(),
         "thumbnailer",
         json!({"command": ["sh", "-c", "echo made $OUTPUT_THUMBS_FILE_NAME"]}),
@@ -850,7 +877,7 @@ print(json.dumps({"arn": arn, "exit": task["containers"][0]["exitCode"],
 "#;
     let out = common::python_command(&env["AWS_DEFAULT_REGION"])
         .args(["-c", script])
-        .envs(&env)
+        .envs(env)
         .output()
         .unwrap();
     assert!(
@@ -862,6 +889,6 @@ print(json.dumps({"arn": arn, "exit": task["containers"][0]["exitCode"],
     assert_eq!(result["last"], "STOPPED");
     assert_eq!(result["exit"], 0);
     assert_eq!(result["stopCode"], "EssentialContainerExited");
-    let log = task_log(&data_dir, result["arn"].as_str().unwrap(), "app");
+    let log = task_log(data_dir, result["arn"].as_str().unwrap(), "app");
     assert!(log.contains("made clip.mp4.png"), "{log}");
 }

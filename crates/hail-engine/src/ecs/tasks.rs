@@ -94,7 +94,7 @@ pub async fn run_task(engine: &Engine, input: RunTaskInput) -> Result<RunTaskOut
                     container_arn: scope.container_arn(
                         &cluster,
                         &id,
-                        &uuid_like(&hail_model::ids::new_task_id()),
+                        &observe::uuid_shape(&hail_model::ids::new_task_id()),
                     ),
                     task_arn: task_arn.clone(),
                     name: c.name.clone(),
@@ -288,18 +288,6 @@ enum Outcome {
         placed: Vec<String>,
         failures: Vec<Failure>,
     },
-}
-
-/// A random id in the UUID shape ECS gives containers.
-fn uuid_like(hex: &str) -> String {
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 /// The ARN of the ACTIVE cluster `name`; ClusterNotFoundException otherwise.

@@ -194,6 +194,19 @@ async fn run_follower(
                         break;
                     }
                 }
+                Err(StoreError::Conflict { .. }) => {
+                    let (task, container) = (source.task_id.clone(), source.container.clone());
+                    match store
+                        .read(move |conn| store_logs::get_cursor(conn, &task, &container))
+                        .await
+                    {
+                        Ok(c) => cursor = c,
+                        Err(e) => {
+                            tracing::warn!(task = %source.task_id, "log cursor: {e}");
+                            break;
+                        }
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(task = %source.task_id, container = %source.container, "ship logs: {e}");
                     break;
@@ -247,6 +260,15 @@ async fn ship_once(
     let next = batch.cursor;
     store
         .write(move |tx| {
+            // Only the follower holding the stored position may move it: a
+            // second follower of the same file (one left over from a
+            // shipper being replaced) loses here and re-reads the position
+            // instead of shipping the same lines twice.
+            if store_logs::get_cursor(tx, &task, &container)? != cursor {
+                return Err(StoreError::Conflict {
+                    what: format!("log cursor of {task}/{container} moved"),
+                });
+            }
             if !events.is_empty() {
                 match store_logs::put_events(tx, &group, &stream, &events, now_millis()) {
                     Ok(()) => {}

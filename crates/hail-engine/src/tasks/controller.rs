@@ -500,6 +500,18 @@ async fn supervise(inner: &Arc<Inner>, id: &str) -> Result<(), WorkerError> {
         let reason = current.stopped_reason.clone().unwrap_or_default();
         inner.runtime.stop(id, &reason).await?;
     }
+    // Containers waiting on their dependencies keep the task PENDING; watch
+    // for the moment every container has started, and record it.
+    if current.last_status < TaskStatus::Running {
+        loop {
+            let status = inner.runtime.status(id).await?;
+            if status.phase != hail_runtime::task::TaskPhase::Starting {
+                record(inner, id, move |t, now| observe::apply(t, &status, now)).await?;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let status = inner.runtime.wait(id).await?;
     // Everything the containers wrote is in CloudWatch Logs before the task
     // reads as STOPPED.

@@ -40,7 +40,13 @@ pub fn new_attachment(task_id: &str, subnet: &str) -> Attachment {
 
 /// A stable attachment id derived from the task id, in ECS's UUID shape.
 fn attachment_id(task_id: &str) -> String {
-    let hex: String = task_id
+    uuid_shape(task_id)
+}
+
+/// The hex digits of `id` (padded with zeros to 32) in the 8-4-4-4-12 shape
+/// of the UUIDs ECS uses for attachments and containers.
+pub fn uuid_shape(id: &str) -> String {
+    let hex: String = id
         .chars()
         .filter(char::is_ascii_hexdigit)
         .chain(std::iter::repeat('0'))
@@ -200,29 +206,28 @@ fn stop_reason(cause: &StopCause, status: &RuntimeStatus) -> (StopCode, String) 
 /// Records that the task never started: `reason` in ECS's words
 /// (`CannotPullContainerError: …`, `ResourceInitializationError: …`).
 pub fn failed_to_start(task: &mut Task, reason: String, now: Timestamp) {
-    advance(task, TaskStatus::Stopped);
-    task.desired_status = TaskStatus::Stopped;
-    task.stop_code.get_or_insert(StopCode::TaskFailedToStart);
-    task.stopped_reason.get_or_insert(reason);
-    task.stopping_at.get_or_insert(now);
-    task.stopped_at.get_or_insert(now);
-    task.execution_stopped_at.get_or_insert(now);
-    for c in &mut task.containers {
-        c.last_status = ContainerStatus::Stopped;
-    }
-    for a in &mut task.attachments {
-        a.status = "DELETED".to_owned();
-    }
+    end_unstarted(task, StopCode::TaskFailedToStart, reason, now);
 }
 
 /// Records that a task stopped before it was started (StopTask on a task
 /// still being provisioned).
 pub fn stopped_before_start(task: &mut Task, now: Timestamp) {
+    end_unstarted(
+        task,
+        StopCode::UserInitiated,
+        USER_STOP_REASON.to_owned(),
+        now,
+    );
+}
+
+/// A task that ends without having run: STOPPED at once, its containers
+/// with it, its network interface gone. A code and reason already recorded
+/// (by StopTask) are kept.
+fn end_unstarted(task: &mut Task, code: StopCode, reason: String, now: Timestamp) {
     advance(task, TaskStatus::Stopped);
     task.desired_status = TaskStatus::Stopped;
-    task.stop_code.get_or_insert(StopCode::UserInitiated);
-    task.stopped_reason
-        .get_or_insert_with(|| USER_STOP_REASON.to_owned());
+    task.stop_code.get_or_insert(code);
+    task.stopped_reason.get_or_insert(reason);
     task.stopping_at.get_or_insert(now);
     task.stopped_at.get_or_insert(now);
     task.execution_stopped_at.get_or_insert(now);

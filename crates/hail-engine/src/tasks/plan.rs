@@ -12,7 +12,8 @@ use hail_model::ecs::task::effective_containers;
 use hail_model::ecs::task_definition::{LogConfiguration, NetworkMode as DefNetworkMode};
 use hail_model::ecs::{Task, TaskDefinition};
 use hail_runtime::spec::{
-    ContainerSpec, MountSpec, NetworkMode, TaskSpec, Ulimit, VolumeSource, VolumeSpec,
+    ContainerSpec, Dependency, DependencyCondition, MountSpec, NetworkMode, TaskSpec, Ulimit,
+    VolumeSource, VolumeSpec,
 };
 
 /// ECS's default time between SIGTERM and SIGKILL.
@@ -84,12 +85,6 @@ pub fn plan(
                 c.name
             )));
         }
-        if d.depends_on.as_ref().is_some_and(|deps| !deps.is_empty()) {
-            return Err(init_error(format!(
-                "container {}: dependsOn is not supported by this engine",
-                c.name
-            )));
-        }
         if let Some(log) = &d.log_configuration {
             if let Some(dest) = log_destination(&id, &c.name, log)? {
                 logs.push(dest);
@@ -115,6 +110,29 @@ pub fn plan(
             .stop_timeout
             .map_or(DEFAULT_STOP_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
         spec.mounts = mounts_of(def, &c.name)?;
+        spec.depends_on = d
+            .depends_on
+            .iter()
+            .flatten()
+            .map(|dep| {
+                let condition = match dep.condition.as_str() {
+                    "START" => DependencyCondition::Start,
+                    "COMPLETE" => DependencyCondition::Complete,
+                    "SUCCESS" => DependencyCondition::Success,
+                    other => {
+                        return Err(init_error(format!(
+                            "container {}: dependsOn condition {other} on {} is not supported \
+                             by this engine yet (container health checks are not run)",
+                            c.name, dep.container_name
+                        )))
+                    }
+                };
+                Ok(Dependency {
+                    container: dep.container_name.clone(),
+                    condition,
+                })
+            })
+            .collect::<Result<_, _>>()?;
         spec.ulimits = d
             .ulimits
             .iter()

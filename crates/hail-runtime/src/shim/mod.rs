@@ -90,6 +90,9 @@ pub struct ShimContainer {
     /// Volumes bound into the container, sources resolved on the host.
     #[serde(default)]
     pub volume_mounts: Vec<crate::bundle::BindMount>,
+    /// Containers that must reach a condition before this one starts.
+    #[serde(default)]
+    pub depends_on: Vec<crate::spec::Dependency>,
 }
 
 impl ShimTask {

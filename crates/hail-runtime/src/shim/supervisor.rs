@@ -24,13 +24,15 @@ use tokio::time::Instant;
 use super::protocol::{ShimRequest, ShimResponse};
 use super::reaper::{Exit, Reaper};
 use super::{
-    container_dir, log_path, runtime_container_id, ShimTask, SOCKET_FILE, STATE_FILE, TASK_FILE,
+    container_dir, log_path, runtime_container_id, ShimContainer, ShimTask, SOCKET_FILE,
+    STATE_FILE, TASK_FILE,
 };
 use crate::bundle::{self, BindMount, BundleSpec, ContainerResources};
 use crate::cgroup::{Cgroups, TaskLimits};
 use crate::durable;
 use crate::logs::{LineSplitter, LogWriter, Rotation, Stream};
 use crate::overlay::{self, RootDirs};
+use crate::spec::DependencyCondition;
 use crate::task::{ContainerExit, ContainerPhase, StopCause, TaskPhase, TaskStatus};
 use crate::user;
 
@@ -93,6 +95,16 @@ type Control = (ShimRequest, oneshot::Sender<ShimResponse>);
 struct Running {
     pid: i32,
     kill_at: Option<Instant>,
+    /// Sent its stop signal (the task is stopping).
+    signalled: bool,
+}
+
+/// Whether a container's dependencies let it start.
+enum Readiness {
+    Ready,
+    Wait,
+    /// A dependency can never be met; why, for people.
+    Never(String),
 }
 
 struct Supervisor {
@@ -166,31 +178,115 @@ impl Supervisor {
         self.running.is_empty()
     }
 
-    /// Starts containers in definition order; the first failure stops the task.
+    /// Prepares the task and starts every container whose dependencies
+    /// allow it; the rest start as their dependencies are met.
     async fn start_all(&mut self) {
         if let Err(message) = self.prepare_task() {
             let first = self.task.containers[0].name.clone();
             self.fail_start(first, message);
             return;
         }
-        for i in 0..self.task.containers.len() {
+        self.start_ready().await;
+    }
+
+    /// Starts, in definition order, the containers not started yet whose
+    /// dependencies are met, until none is left that can start now. A
+    /// dependency that can never be met stops the task, naming it. Once
+    /// every container has started, the task is running.
+    async fn start_ready(&mut self) {
+        loop {
             if self.status.phase != TaskPhase::Starting {
+                return;
+            }
+            let mut progressed = false;
+            for i in 0..self.task.containers.len() {
+                if self.status.containers[i].phase != ContainerPhase::Created {
+                    continue;
+                }
+                match self.readiness(i) {
+                    Readiness::Wait => {}
+                    Readiness::Never(message) => {
+                        let name = self.task.containers[i].name.clone();
+                        self.status.containers[i].reason =
+                            Some(format!("DependencyNeverMet: {message}"));
+                        self.fail_start(name, message);
+                        return;
+                    }
+                    Readiness::Ready => {
+                        if let Err(message) = self.start_container(i).await {
+                            let name = self.task.containers[i].name.clone();
+                            // Whatever the failed start left — the runtime's
+                            // record, the root mount — goes now, not when the
+                            // task is removed.
+                            self.delete_container(&name).await;
+                            self.status.containers[i].reason =
+                                Some(format!("CannotStartContainerError: {message}"));
+                            self.fail_start(name, message);
+                            return;
+                        }
+                        progressed = true;
+                    }
+                }
+            }
+            if !progressed {
                 break;
             }
-            if let Err(message) = self.start_container(i).await {
-                let name = self.task.containers[i].name.clone();
-                // Whatever the failed start left — the runtime's record, the
-                // root mount — goes now, not when the task is removed.
-                self.delete_container(&name).await;
-                self.status.containers[i].reason =
-                    Some(format!("CannotStartContainerError: {message}"));
-                self.fail_start(name, message);
-            }
         }
-        if self.status.phase == TaskPhase::Starting {
+        let all_started = self
+            .status
+            .containers
+            .iter()
+            .all(|c| c.phase != ContainerPhase::Created);
+        if all_started && self.status.phase == TaskPhase::Starting {
             self.set_phase(TaskPhase::Running);
             self.status.started_at = Some(now());
             self.persist();
+            // A container may have ended while the others were starting.
+            if self.running.is_empty() {
+                self.begin_stop(StopCause::AllContainersExited);
+            }
+        } else {
+            self.persist();
+        }
+    }
+
+    /// Whether container `index` may start: every dependency met, one that
+    /// can never be met, or still waiting.
+    fn readiness(&self, index: usize) -> Readiness {
+        let mut ready = true;
+        for dep in &self.task.containers[index].depends_on {
+            let Some(target) = self.status.container(&dep.container) else {
+                return Readiness::Never(format!("dependency {} does not exist", dep.container));
+            };
+            let condition = dep.condition.as_str();
+            let started = target.started_at.is_some();
+            let stopped = target.phase == ContainerPhase::Stopped;
+            if stopped && !started {
+                return Readiness::Never(format!(
+                    "container {} depends on {} ({condition}), which never started",
+                    self.task.containers[index].name, dep.container
+                ));
+            }
+            let met = match dep.condition {
+                DependencyCondition::Start => started,
+                DependencyCondition::Complete => stopped,
+                DependencyCondition::Success => match target.exit {
+                    Some(exit) if stopped && exit.code == 0 => true,
+                    Some(exit) if stopped => {
+                        return Readiness::Never(format!(
+                            "container {} depends on {} (SUCCESS), which exited with code {}",
+                            self.task.containers[index].name, dep.container, exit.code
+                        ))
+                    }
+                    _ => false,
+                },
+            };
+            ready &= met;
+        }
+        if ready {
+            Readiness::Ready
+        } else {
+            Readiness::Wait
         }
     }
 
@@ -328,7 +424,14 @@ impl Supervisor {
         status.phase = ContainerPhase::Running;
         status.pid = Some(pid);
         status.started_at = Some(now());
-        self.running.insert(index, Running { pid, kill_at: None });
+        self.running.insert(
+            index,
+            Running {
+                pid,
+                kill_at: None,
+                signalled: false,
+            },
+        );
         if let Some(exit) = self.reaper.take(pid) {
             self.on_exit(pid, exit).await;
         }
@@ -368,15 +471,23 @@ impl Supervisor {
         if oom_killed {
             status.reason = Some(OOM_REASON.to_owned());
         }
-        let started = self.status.phase == TaskPhase::Running;
-        if spec.essential && started {
-            self.begin_stop(StopCause::EssentialContainerExited {
-                container: spec.name,
-            });
-        } else if started && self.running.is_empty() {
-            self.begin_stop(StopCause::AllContainersExited);
-        } else {
-            self.persist();
+        match self.status.phase {
+            TaskPhase::Running | TaskPhase::Starting if spec.essential => {
+                self.begin_stop(StopCause::EssentialContainerExited {
+                    container: spec.name,
+                });
+            }
+            TaskPhase::Running if self.running.is_empty() => {
+                self.begin_stop(StopCause::AllContainersExited);
+            }
+            // Containers waiting on this one's start, completion or success.
+            TaskPhase::Starting => Box::pin(self.start_ready()).await,
+            // Containers that depended on this one may stop now.
+            TaskPhase::Stopping => {
+                self.signal_stoppable();
+                self.persist();
+            }
+            _ => self.persist(),
         }
     }
 
@@ -408,12 +519,7 @@ impl Supervisor {
         self.set_phase(TaskPhase::Stopping);
         self.status.stopping_at = Some(now());
         self.status.stop = Some(cause);
-        for (index, running) in self.running.iter_mut() {
-            let spec = &self.task.containers[*index];
-            let signal = Signal::try_from(spec.stop_signal).unwrap_or(Signal::SIGTERM);
-            let _ = kill(Pid::from_raw(running.pid), signal);
-            running.kill_at = Some(Instant::now() + Duration::from_millis(spec.stop_timeout_ms));
-        }
+        self.signal_stoppable();
         for c in &mut self.status.containers {
             if c.phase == ContainerPhase::Created {
                 c.phase = ContainerPhase::Stopped;
@@ -422,6 +528,28 @@ impl Supervisor {
             }
         }
         self.persist();
+    }
+
+    /// Sends the stop signal to every running container that no other
+    /// running container depends on: shutdown runs in reverse dependency
+    /// order, each container given its stop timeout before SIGKILL.
+    fn signal_stoppable(&mut self) {
+        let running: Vec<usize> = self.running.keys().copied().collect();
+        for index in running {
+            let name = &self.task.containers[index].name;
+            let needed = running_dependents(&self.task.containers, &self.running, name);
+            let Some(entry) = self.running.get_mut(&index) else {
+                continue;
+            };
+            if entry.signalled || needed {
+                continue;
+            }
+            let spec = &self.task.containers[index];
+            let signal = Signal::try_from(spec.stop_signal).unwrap_or(Signal::SIGTERM);
+            let _ = kill(Pid::from_raw(entry.pid), signal);
+            entry.signalled = true;
+            entry.kill_at = Some(Instant::now() + Duration::from_millis(spec.stop_timeout_ms));
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -517,6 +645,17 @@ impl Supervisor {
         // Let the answers leave before the process exits.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether a running container other than `name` depends on `name`.
+fn running_dependents(
+    containers: &[ShimContainer],
+    running: &HashMap<usize, Running>,
+    name: &str,
+) -> bool {
+    running.keys().any(|&i| {
+        containers[i].name != name && containers[i].depends_on.iter().any(|d| d.container == name)
+    })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
