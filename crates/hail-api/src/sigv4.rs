@@ -472,11 +472,7 @@ fn finish(
         signed_headers,
         &payload_hash,
     )?;
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{}\n{}",
-        scope.string(),
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    );
+    let string_to_sign = string_to_sign(amz_date, &scope.string(), &canonical_request);
     let key = signing_key(secret, &scope.date, &scope.region, &scope.service);
     let expected = hex::encode(hmac(&key, string_to_sign.as_bytes()));
     // Lowercase before comparing so only the signature's value, not its
@@ -556,6 +552,20 @@ pub fn canonical_request(
     out.push('\n');
     out.push_str(payload_hash);
     Ok(out)
+}
+
+/// The string to sign: the algorithm, the request time, the credential scope
+/// (`date/region/service/aws4_request`) and the canonical request's hash.
+/// Shared with [`crate::sign`], so signer and verifier cannot drift apart.
+pub(crate) fn string_to_sign(
+    amz_date: &str,
+    credential_scope: &str,
+    canonical_request: &str,
+) -> String {
+    format!(
+        "{ALGORITHM}\n{amz_date}\n{credential_scope}\n{}",
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    )
 }
 
 /// Trims the value and collapses runs of spaces to one, as the spec requires.
@@ -683,7 +693,7 @@ pub fn uri_encode(bytes: &[u8], encode_slash: bool) -> String {
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     // HMAC accepts keys of any length, so the error arm is never taken; an
     // empty result could only make a signature comparison fail.
     let Ok(mut mac) = <HmacSha256 as KeyInit>::new_from_slice(key) else {

@@ -6,9 +6,14 @@ mod api_cmd;
 mod bench_api;
 mod bench_cmd;
 mod client;
+mod cluster_cmd;
 mod image_cmd;
+mod logs_cmd;
 mod runtime_cmd;
 mod server_cmd;
+mod table;
+mod task_cmd;
+mod taskdef_cmd;
 
 use std::path::PathBuf;
 
@@ -104,28 +109,28 @@ enum Command {
         #[command(flatten)]
         api: api_cmd::ApiArgs,
         #[command(subcommand)]
-        cmd: api_cmd::ClusterCommand,
+        cmd: cluster_cmd::ClusterCommand,
     },
     /// ECS task definitions on a running server.
     Taskdef {
         #[command(flatten)]
         api: api_cmd::ApiArgs,
         #[command(subcommand)]
-        cmd: api_cmd::TaskdefCommand,
+        cmd: taskdef_cmd::TaskdefCommand,
     },
     /// ECS tasks on a running server: run, list, show, stop.
     Task {
         #[command(flatten)]
         api: api_cmd::ApiArgs,
         #[command(subcommand)]
-        cmd: api_cmd::TaskCommand,
+        cmd: task_cmd::TaskCommand,
     },
     /// A task's output, from its CloudWatch Logs stream.
     Logs {
         #[command(flatten)]
         api: api_cmd::ApiArgs,
         #[command(flatten)]
-        args: api_cmd::LogsArgs,
+        args: logs_cmd::LogsArgs,
     },
     /// Measure performance side by side with the peers.
     #[command(subcommand)]
@@ -164,20 +169,22 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Cluster { api, cmd } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(api_cmd::cluster(&cli.data_dir, api, cmd))
+            let result = rt.block_on(cluster_cmd::run(&cli.data_dir, api, cmd));
+            exit_api(result.map(|()| 0))
         }
         Command::Taskdef { api, cmd } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(api_cmd::taskdef(&cli.data_dir, api, cmd))
+            let result = rt.block_on(taskdef_cmd::run(&cli.data_dir, api, cmd));
+            exit_api(result.map(|()| 0))
         }
         Command::Task { api, cmd } => {
             let rt = tokio::runtime::Runtime::new()?;
-            let code = rt.block_on(api_cmd::task(&cli.data_dir, api, cmd))?;
-            std::process::exit(code);
+            exit_api(rt.block_on(task_cmd::run(&cli.data_dir, api, cmd)))
         }
         Command::Logs { api, args } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(api_cmd::logs(&cli.data_dir, api, args))
+            let result = rt.block_on(logs_cmd::run(&cli.data_dir, api, args));
+            exit_api(result.map(|()| 0))
         }
         Command::Bench(cmd) => {
             let rt = tokio::runtime::Runtime::new()?;
@@ -192,4 +199,20 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
     }
+}
+
+/// Ends an API client command the way scripts expect: its exit code, or
+/// `error: <code>: <message>` on stderr and exit status 1.
+fn exit_api(result: anyhow::Result<i32>) -> ! {
+    use std::io::Write as _;
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    // process::exit skips destructors, stdout's buffer among them.
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
 }

@@ -1,0 +1,201 @@
+//! `hail logs TASK [-f]`, and the log following `hail task run --follow`
+//! shares: a container's output read back from its CloudWatch Logs stream.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::api_cmd::{arn_tail, describe_task, ecs, items, logs, poll_task, text, ApiArgs};
+use crate::client::{Client, ClientError};
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Task id or ARN.
+    task: String,
+    /// Cluster name or ARN (default: `default`).
+    #[arg(long)]
+    cluster: Option<String>,
+    /// The container (default: the first that logs with awslogs).
+    #[arg(long)]
+    container: Option<String>,
+    /// Keep printing new lines until the task stops.
+    #[arg(short, long)]
+    follow: bool,
+}
+
+/// Where a container's output goes: its awslogs group and stream prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTarget {
+    pub group: String,
+    prefix: Option<String>,
+    container: String,
+}
+
+impl LogTarget {
+    /// The awslogs destination of `container` in the task definition `def`.
+    pub fn of(def: &Value, container: &str) -> anyhow::Result<LogTarget> {
+        let c = items(&def["containerDefinitions"])
+            .find(|c| c["name"] == container)
+            .with_context(|| format!("the task definition has no container {container}"))?;
+        let log = &c["logConfiguration"];
+        if log["logDriver"] != "awslogs" {
+            bail!(
+                "container {container} does not log with awslogs, so its output is not in \
+                 CloudWatch Logs; `hail runtime logs TASK` reads it on the server's machine"
+            );
+        }
+        let group = log["options"]["awslogs-group"]
+            .as_str()
+            .with_context(|| format!("container {container}: awslogs-group is missing"))?;
+        Ok(LogTarget {
+            group: group.to_owned(),
+            prefix: log["options"]["awslogs-stream-prefix"]
+                .as_str()
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
+            container: container.to_owned(),
+        })
+    }
+
+    /// The stream of one task, named as ECS names it:
+    /// `prefix/container/task-id`, or `container/task-id` without a prefix.
+    pub fn stream(&self, task_id: &str) -> String {
+        match &self.prefix {
+            Some(p) => format!("{p}/{}/{task_id}", self.container),
+            None => format!("{}/{task_id}", self.container),
+        }
+    }
+}
+
+pub async fn run(data_dir: &Path, api: ApiArgs, args: LogsArgs) -> anyhow::Result<()> {
+    let client = api.connect(data_dir)?;
+    let cluster = args.cluster.as_deref();
+    let task = describe_task(&client, &args.task, cluster).await?;
+    let def = ecs(
+        &client,
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": task["taskDefinitionArn"]}),
+    )
+    .await?["taskDefinition"]
+        .clone();
+    let container = match args.container {
+        Some(c) => c,
+        None => items(&def["containerDefinitions"])
+            .find(|c| c["logConfiguration"]["logDriver"] == "awslogs")
+            .map(|c| text(&c["name"]))
+            .context("no container of this task logs with awslogs")?,
+    };
+    let arn = text(&task["taskArn"]);
+    let target = LogTarget::of(&def, &container)?;
+    let stream = target.stream(arn_tail(&arn));
+    if args.follow {
+        follow(&client, &arn, cluster, &target.group, &stream).await?;
+        return Ok(());
+    }
+    let mut reader = StreamReader::new(&target.group, &stream);
+    reader.print_available(&client).await?;
+    Ok(())
+}
+
+/// Reads a stream forward with `nextForwardToken`, printing each event's
+/// message as one line.
+struct StreamReader<'a> {
+    group: &'a str,
+    stream: &'a str,
+    token: Option<String>,
+}
+
+impl<'a> StreamReader<'a> {
+    fn new(group: &'a str, stream: &'a str) -> Self {
+        StreamReader {
+            group,
+            stream,
+            token: None,
+        }
+    }
+
+    /// Prints every event written since the last call. GetLogEvents answers
+    /// the token it was given once the end is reached, which is how the end
+    /// is recognised.
+    async fn print_available(&mut self, client: &Client) -> Result<(), ClientError> {
+        loop {
+            let mut body = json!({
+                "logGroupName": self.group,
+                "logStreamName": self.stream,
+                "startFromHead": true,
+            });
+            if let Some(t) = &self.token {
+                body["nextToken"] = t.clone().into();
+            }
+            let page = logs(client, "GetLogEvents", body).await?;
+            for e in items(&page["events"]) {
+                println!("{}", e["message"].as_str().unwrap_or(""));
+            }
+            let next = page["nextForwardToken"].as_str().map(str::to_owned);
+            if next.is_none() || next == self.token {
+                return Ok(());
+            }
+            self.token = next;
+        }
+    }
+}
+
+/// Prints the stream's events as they arrive until the task has stopped and
+/// everything it wrote is printed; returns the stopped task.
+pub async fn follow(
+    client: &Client,
+    arn: &str,
+    cluster: Option<&str>,
+    group: &str,
+    stream: &str,
+) -> anyhow::Result<Value> {
+    let mut reader = StreamReader::new(group, stream);
+    loop {
+        // Read the task first: the server ships a task's output before it
+        // records the task STOPPED, so once it reads STOPPED, the read after
+        // that is the last one needed.
+        let task = poll_task(client, arn, cluster).await?;
+        let stopped = task["lastStatus"] == "STOPPED";
+        match reader.print_available(client).await {
+            Ok(()) => {}
+            // The stream appears when the task's container starts; a task
+            // that stopped before that (it failed to start) has none.
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {}
+            Err(e) => return Err(e.into()),
+        }
+        if stopped {
+            return Ok(task);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_streams_are_named_as_ecs_names_them() {
+        let def = json!({"containerDefinitions": [{
+            "name": "app",
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": "/ecs/app", "awslogs-stream-prefix": "ecs"}}
+        }, {
+            "name": "worker",
+            "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/w"}}
+        }, {"name": "side"}]});
+        let app = LogTarget::of(&def, "app").unwrap();
+        assert_eq!(app.group, "/ecs/app");
+        assert_eq!(app.stream("abc"), "ecs/app/abc");
+        assert_eq!(
+            LogTarget::of(&def, "worker").unwrap().stream("abc"),
+            "worker/abc"
+        );
+        let err = LogTarget::of(&def, "side").unwrap_err().to_string();
+        assert!(err.contains("does not log with awslogs"), "{err}");
+        assert!(LogTarget::of(&def, "nope").is_err());
+    }
+}
