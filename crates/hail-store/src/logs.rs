@@ -527,7 +527,11 @@ pub fn get_events(
         rows.reverse();
     }
     let first = rows.first().map_or(pos, |r| r.0);
-    let last = rows.last().map_or(pos, |r| r.0);
+    // A first read backward from the end that finds nothing must still
+    // hand out a forward token that sees events written later: the start.
+    let from_end = query.next_token.is_none() && !query.start_from_head;
+    let empty_end = if from_end { (i64::MIN, i64::MIN) } else { pos };
+    let last = rows.last().map_or(empty_end, |r| r.0);
     Ok(EventsPage {
         events: rows.into_iter().map(|(_, e)| e).collect(),
         next_forward_token: position_token('f', last),

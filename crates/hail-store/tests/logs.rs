@@ -456,3 +456,32 @@ async fn retention_deletes_old_events_only() {
         (4..10).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn a_first_read_of_an_empty_stream_still_sees_later_events_going_forward() {
+    let (_dir, store) = temp_store();
+    group_with_stream(&store, Vec::new()).await;
+    let empty = store
+        .read(|conn| Ok::<_, StoreError>(get(conn, &GetEvents::default())))
+        .await
+        .unwrap();
+    assert!(empty.events.is_empty());
+    store
+        .write(|tx| logs::put_events(tx, "/ecs/web", "app/1", &[ev(1_000, "later")], 600))
+        .await
+        .unwrap();
+    let token = empty.next_forward_token.clone();
+    let next = store
+        .read(move |conn| {
+            Ok::<_, StoreError>(get(
+                conn,
+                &GetEvents {
+                    next_token: Some(token),
+                    ..GetEvents::default()
+                },
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(messages(&next), ["later"]);
+}
