@@ -204,6 +204,11 @@ pub async fn follow(
             // The stream appears when the task's container starts; a task
             // that stopped before that (it failed to start) has none.
             Err(e) if e.code() == Some("ResourceNotFoundException") => {}
+            // A server restarting under a follow: the next DescribeTasks
+            // waits for it (within its grace), and the reader resumes from
+            // its token, so no line is lost or printed twice. Once the task
+            // has stopped there is no later read, so the failure is reported.
+            Err(ClientError::Transport(_)) if !stopped => {}
             Err(e) => return Err(e.into()),
         }
         if stopped {
