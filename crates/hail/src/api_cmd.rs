@@ -40,6 +40,11 @@ pub async fn logs(client: &Client, op: &str, body: Value) -> Result<Value, Clien
     client.call(Service::Logs, op, body).await
 }
 
+/// How often a wait asks for the task again: DescribeTasks answers from the
+/// store, so a fifth of a second costs the server little and ends the wait
+/// soon after the task does.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
 /// How long a wait keeps retrying when the server cannot be reached: long
 /// enough for `hail server` to restart under a waiting `hail task run`.
 const UNREACHABLE_GRACE: Duration = Duration::from_secs(30);
@@ -83,6 +88,72 @@ pub async fn poll_task(
             }
             result => return result,
         }
+    }
+}
+
+/// How many characters of a task id the tables show: enough to be unique
+/// among one machine's tasks, short enough to type; [`resolve_task`] takes
+/// them back.
+pub const SHORT_ID_LEN: usize = 12;
+
+/// A task id as the tables show it.
+pub fn short_id(id: &str) -> &str {
+    id.get(..SHORT_ID_LEN).unwrap_or(id)
+}
+
+/// Whether `task` is the start of a task id rather than an id or an ARN:
+/// ECS ids are 32 hex digits, so anything shorter made of hex digits is one.
+fn is_id_prefix(task: &str) -> bool {
+    (1..32).contains(&task.len()) && task.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The task a command line names: an ARN or a whole id as it is, a prefix of
+/// an id (as the tables print them) as the one task of the cluster, running
+/// or stopped, whose id starts with it.
+pub async fn resolve_task(
+    client: &Client,
+    task: &str,
+    cluster: Option<&str>,
+) -> anyhow::Result<String> {
+    if !is_id_prefix(task) {
+        return Ok(task.to_owned());
+    }
+    let prefix = task.to_ascii_lowercase();
+    let mut matches = Vec::new();
+    for status in ["RUNNING", "STOPPED"] {
+        let mut body = json!({ "desiredStatus": status });
+        if let Some(c) = cluster {
+            body["cluster"] = c.into();
+        }
+        loop {
+            let page = ecs(client, "ListTasks", body.clone()).await?;
+            matches.extend(
+                items(&page["taskArns"])
+                    .filter_map(Value::as_str)
+                    .filter(|arn| arn_tail(arn).starts_with(&prefix))
+                    .map(str::to_owned),
+            );
+            match page["nextToken"].as_str() {
+                Some(t) => body["nextToken"] = t.into(),
+                None => break,
+            }
+        }
+    }
+    // A task that stopped between the two listings appears in both.
+    matches.sort();
+    matches.dedup();
+    let cluster = cluster.unwrap_or("default");
+    match matches.len() {
+        0 => anyhow::bail!("no task of cluster {cluster} has an id starting with {task}"),
+        1 => Ok(matches.remove(0)),
+        n => anyhow::bail!(
+            "{n} tasks of cluster {cluster} have an id starting with {task}: {}",
+            matches
+                .iter()
+                .map(|a| arn_tail(a))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -180,5 +251,19 @@ mod tests {
         );
         assert_eq!(cluster_in_task_arn("abc"), None);
         assert_eq!(items(&json!({"a": 1})["nope"]).count(), 0);
+        assert_eq!(short_id("0123456789abcdef0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+    }
+
+    #[test]
+    fn only_hex_shorter_than_an_id_is_a_prefix() {
+        assert!(is_id_prefix("0123456789ab"));
+        assert!(is_id_prefix("ABC"));
+        assert!(!is_id_prefix("0123456789abcdef0123456789abcdef"));
+        assert!(!is_id_prefix(
+            "arn:aws:ecs:us-east-1:000000000000:task/default/abc"
+        ));
+        assert!(!is_id_prefix("my-task"));
+        assert!(!is_id_prefix(""));
     }
 }

@@ -2,13 +2,15 @@
 //! shares: a container's output read back from its CloudWatch Logs stream.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::api_cmd::{arn_tail, describe_task, ecs, items, logs, poll_task, text, ApiArgs};
+use crate::api_cmd::{
+    arn_tail, describe_task, ecs, items, logs, poll_task, resolve_task, text, ApiArgs,
+    POLL_INTERVAL,
+};
 use crate::client::{Client, ClientError};
 
 #[derive(Args)]
@@ -73,7 +75,8 @@ impl LogTarget {
 pub async fn run(data_dir: &Path, api: ApiArgs, args: LogsArgs) -> anyhow::Result<()> {
     let client = api.connect(data_dir)?;
     let cluster = args.cluster.as_deref();
-    let task = describe_task(&client, &args.task, cluster).await?;
+    let task = resolve_task(&client, &args.task, cluster).await?;
+    let task = describe_task(&client, &task, cluster).await?;
     let def = ecs(
         &client,
         "DescribeTaskDefinition",
@@ -91,30 +94,79 @@ pub async fn run(data_dir: &Path, api: ApiArgs, args: LogsArgs) -> anyhow::Resul
     let arn = text(&task["taskArn"]);
     let target = LogTarget::of(&def, &container)?;
     let stream = target.stream(arn_tail(&arn));
+    let output = if api.json {
+        Output::Json
+    } else {
+        Output::Stdout
+    };
     if args.follow {
-        follow(&client, &arn, cluster, &target.group, &stream).await?;
+        follow(&client, &arn, cluster, &target.group, &stream, output).await?;
         return Ok(());
     }
-    let mut reader = StreamReader::new(&target.group, &stream);
+    let mut reader = StreamReader::new(&target.group, &stream, output);
     reader.print_available(&client).await?;
     Ok(())
 }
 
-/// Reads a stream forward with `nextForwardToken`, printing each event's
-/// message as one line.
+/// Where a followed stream's events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Each message as one line on stdout.
+    Stdout,
+    /// Each message as one line on stderr, so that stdout holds only the
+    /// JSON a command prints at its end (`hail task run --follow --json`).
+    Stderr,
+    /// Each event as GetLogEvents returns it, one JSON object a line.
+    Json,
+}
+
+/// Reads a stream forward with `nextForwardToken`, printing each event.
 struct StreamReader<'a> {
     group: &'a str,
     stream: &'a str,
     token: Option<String>,
+    output: Output,
 }
 
 impl<'a> StreamReader<'a> {
-    fn new(group: &'a str, stream: &'a str) -> Self {
+    fn new(group: &'a str, stream: &'a str, output: Output) -> Self {
         StreamReader {
             group,
             stream,
             token: None,
+            output,
         }
+    }
+
+    /// The next GetLogEvents call: oldest first, from where the last one
+    /// ended.
+    fn request(&self) -> Value {
+        let mut body = json!({
+            "logGroupName": self.group,
+            "logStreamName": self.stream,
+            "startFromHead": true,
+        });
+        if let Some(t) = &self.token {
+            body["nextToken"] = t.clone().into();
+        }
+        body
+    }
+
+    /// Prints one page's events; whether the stream's end is reached.
+    fn take(&mut self, page: &Value) -> bool {
+        for e in items(&page["events"]) {
+            match self.output {
+                Output::Stdout => println!("{}", e["message"].as_str().unwrap_or("")),
+                Output::Stderr => eprintln!("{}", e["message"].as_str().unwrap_or("")),
+                Output::Json => println!("{e}"),
+            }
+        }
+        let next = page["nextForwardToken"].as_str().map(str::to_owned);
+        if next.is_none() || next == self.token {
+            return true;
+        }
+        self.token = next;
+        false
     }
 
     /// Prints every event written since the last call. GetLogEvents answers
@@ -122,23 +174,10 @@ impl<'a> StreamReader<'a> {
     /// is recognised.
     async fn print_available(&mut self, client: &Client) -> Result<(), ClientError> {
         loop {
-            let mut body = json!({
-                "logGroupName": self.group,
-                "logStreamName": self.stream,
-                "startFromHead": true,
-            });
-            if let Some(t) = &self.token {
-                body["nextToken"] = t.clone().into();
-            }
-            let page = logs(client, "GetLogEvents", body).await?;
-            for e in items(&page["events"]) {
-                println!("{}", e["message"].as_str().unwrap_or(""));
-            }
-            let next = page["nextForwardToken"].as_str().map(str::to_owned);
-            if next.is_none() || next == self.token {
+            let page = logs(client, "GetLogEvents", self.request()).await?;
+            if self.take(&page) {
                 return Ok(());
             }
-            self.token = next;
         }
     }
 }
@@ -151,8 +190,9 @@ pub async fn follow(
     cluster: Option<&str>,
     group: &str,
     stream: &str,
+    output: Output,
 ) -> anyhow::Result<Value> {
-    let mut reader = StreamReader::new(group, stream);
+    let mut reader = StreamReader::new(group, stream, output);
     loop {
         // Read the task first: the server ships a task's output before it
         // records the task STOPPED, so once it reads STOPPED, the read after
@@ -164,12 +204,17 @@ pub async fn follow(
             // The stream appears when the task's container starts; a task
             // that stopped before that (it failed to start) has none.
             Err(e) if e.code() == Some("ResourceNotFoundException") => {}
+            // A server restarting under a follow: the next DescribeTasks
+            // waits for it (within its grace), and the reader resumes from
+            // its token, so no line is lost or printed twice. Once the task
+            // has stopped there is no later read, so the failure is reported.
+            Err(ClientError::Transport(_)) if !stopped => {}
             Err(e) => return Err(e.into()),
         }
         if stopped {
             return Ok(task);
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 
@@ -197,5 +242,27 @@ mod tests {
         let err = LogTarget::of(&def, "side").unwrap_err().to_string();
         assert!(err.contains("does not log with awslogs"), "{err}");
         assert!(LogTarget::of(&def, "nope").is_err());
+    }
+
+    #[test]
+    fn reads_go_forward_from_the_head_until_the_token_repeats() {
+        let mut reader = StreamReader::new("/ecs/app", "ecs/app/abc", Output::Json);
+        assert_eq!(
+            reader.request(),
+            json!({"logGroupName": "/ecs/app", "logStreamName": "ecs/app/abc",
+                   "startFromHead": true})
+        );
+        let first = json!({"events": [], "nextForwardToken": "f/1", "nextBackwardToken": "b/0"});
+        assert!(!reader.take(&first));
+        assert_eq!(reader.request()["nextToken"], "f/1");
+        // The same token back: nothing newer yet, and the next poll asks
+        // from the same place.
+        assert!(reader.take(&first));
+        assert_eq!(reader.request()["nextToken"], "f/1");
+        assert!(!reader.take(&json!({"events": [], "nextForwardToken": "f/2"})));
+        assert_eq!(reader.request()["nextToken"], "f/2");
+        // An answer without a token ends the read without losing the place.
+        assert!(reader.take(&json!({"events": []})));
+        assert_eq!(reader.request()["nextToken"], "f/2");
     }
 }

@@ -216,3 +216,42 @@ fn exit_api(result: anyhow::Result<i32>) -> ! {
     let _ = std::io::stdout().flush();
     std::process::exit(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// Clap finds clashing flags (a subcommand's own flag named like a
+    /// global one) only when that subcommand is parsed; this checks them all.
+    #[test]
+    fn every_subcommand_has_consistent_flags() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn api_flags_parse_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "hail",
+            "task",
+            "run",
+            "web",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--json",
+            "--subnet-id",
+            "subnet-1",
+            "--command",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .unwrap();
+        let Command::Task { api, .. } = cli.command else {
+            panic!("not a task command");
+        };
+        assert_eq!(api.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert!(api.json);
+    }
+}

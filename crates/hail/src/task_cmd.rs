@@ -3,7 +3,6 @@
 //! a command in scripts.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
@@ -12,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::api_cmd::{
     age, arn_tail, cluster_in_task_arn, describe_task, ecs, human, items, now_secs, poll_task,
-    print_json, text, ApiArgs,
+    print_json, resolve_task, short_id, text, ApiArgs, POLL_INTERVAL,
 };
 use crate::client::Client;
 use crate::logs_cmd::{self, LogTarget};
@@ -85,6 +84,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1)]
     count: u32,
     /// Subnet id recorded in an awsvpc task's network configuration.
+    // Not `--subnet`: that global flag is the host's task network range
+    // (`HostArgs`), accepted after every subcommand.
     #[arg(long, default_value = "subnet-hail")]
     subnet_id: String,
     /// Wait for the tasks to stop; exit with the essential container's exit
@@ -94,9 +95,29 @@ pub struct RunArgs {
     /// Print the container's log lines while waiting (implies --wait).
     #[arg(long)]
     follow: bool,
-    /// The command to run instead of the definition's (after `--`).
-    #[arg(last = true)]
+    /// The command to run instead of the definition's: every argument after
+    /// --command (or after `--`) belongs to it.
+    #[arg(
+        long,
+        num_args = 1..,
+        allow_hyphen_values = true,
+        value_name = "ARG",
+        conflicts_with = "trailing_command"
+    )]
     command: Vec<String>,
+    /// The command after `--`, the other way to write --command.
+    #[arg(last = true, hide = true)]
+    trailing_command: Vec<String>,
+}
+
+impl RunArgs {
+    fn command(&self) -> &[String] {
+        if self.command.is_empty() {
+            &self.trailing_command
+        } else {
+            &self.command
+        }
+    }
 }
 
 /// `90`, `90s`, `5m`, `1h` as seconds.
@@ -162,6 +183,7 @@ pub async fn run(data_dir: &Path, api: ApiArgs, cmd: TaskCommand) -> anyhow::Res
             Ok(0)
         }
         TaskCommand::Show { task, cluster } => {
+            let task = resolve_task(&client, &task, cluster.as_deref()).await?;
             let t = describe_task(&client, &task, cluster.as_deref()).await?;
             if api.json {
                 print_json(&t)?;
@@ -175,6 +197,7 @@ pub async fn run(data_dir: &Path, api: ApiArgs, cmd: TaskCommand) -> anyhow::Res
             cluster,
             reason,
         } => {
+            let task = resolve_task(&client, &task, cluster.as_deref()).await?;
             let mut body = json!({ "task": task });
             if let Some(c) = cluster.as_deref().or_else(|| cluster_in_task_arn(&task)) {
                 body["cluster"] = c.into();
@@ -254,8 +277,8 @@ fn plan(def: &Value, args: &RunArgs) -> anyhow::Result<RunPlan> {
             .collect::<anyhow::Result<_>>()?;
         container_override["environment"] = env.into();
     }
-    if !args.command.is_empty() {
-        container_override["command"] = json!(args.command);
+    if !args.command().is_empty() {
+        container_override["command"] = json!(args.command());
     }
     let mut overrides = json!({});
     if container_override.as_object().is_some_and(|o| o.len() > 1) {
@@ -356,7 +379,13 @@ async fn run_tasks(client: &Client, api: &ApiArgs, args: RunArgs) -> anyhow::Res
     if let Some(target) = log_target {
         let arn = &tasks[0];
         let stream = target.stream(arn_tail(arn));
-        stopped.push(logs_cmd::follow(client, arn, cluster, &target.group, &stream).await?);
+        // With --json, stdout carries only the final answer.
+        let output = if api.json {
+            logs_cmd::Output::Stderr
+        } else {
+            logs_cmd::Output::Stdout
+        };
+        stopped.push(logs_cmd::follow(client, arn, cluster, &target.group, &stream, output).await?);
     } else {
         for arn in &tasks {
             stopped.push(wait_stopped(client, arn, cluster).await?);
@@ -378,7 +407,7 @@ async fn wait_stopped(client: &Client, arn: &str, cluster: Option<&str>) -> anyh
         if t["lastStatus"] == "STOPPED" {
             return Ok(t);
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 
@@ -426,18 +455,29 @@ fn task_exit(t: &Value) -> String {
         .map_or("-".to_owned(), i64::to_string)
 }
 
+/// How long a task has run: from its start to its stop, or to `now` while it
+/// runs; `-` when it never started.
+fn ran(t: &Value, now: f64) -> String {
+    match (t["startedAt"].as_f64(), t["stoppedAt"].as_f64()) {
+        (Some(start), Some(stop)) => human(stop - start),
+        (Some(start), None) => human(now - start),
+        _ => "-".to_owned(),
+    }
+}
+
 fn render_tasks(tasks: &[Value], now: f64) -> String {
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|t| {
             vec![
-                arn_tail(&text(&t["taskArn"])).to_owned(),
+                short_id(arn_tail(&text(&t["taskArn"]))).to_owned(),
                 arn_tail(&text(&t["taskDefinitionArn"])).to_owned(),
                 text(&t["lastStatus"]),
                 task_ip(t),
                 t["createdAt"]
                     .as_f64()
                     .map_or("-".to_owned(), |c| human(now - c)),
+                ran(t, now),
                 task_exit(t),
                 t["stoppedReason"].as_str().unwrap_or("").to_owned(),
             ]
@@ -450,6 +490,7 @@ fn render_tasks(tasks: &[Value], now: f64) -> String {
             "STATUS",
             "IP",
             "AGE",
+            "RAN",
             "EXIT",
             "REASON",
         ],
@@ -468,9 +509,8 @@ fn render_task(t: &Value, now: f64) -> String {
         text(&t["lastStatus"])
     };
     let ran = match (t["startedAt"].as_f64(), t["stoppedAt"].as_f64()) {
-        (Some(start), Some(stop)) => human(stop - start),
-        (Some(start), None) => format!("{} so far", human(now - start)),
-        _ => "-".to_owned(),
+        (Some(_), None) => format!("{} so far", ran(t, now)),
+        _ => ran(t, now),
     };
     let mut fields = vec![
         ("TASK", arn_tail(&text(&t["taskArn"])).to_owned()),
@@ -640,6 +680,45 @@ mod tests {
     }
 
     #[test]
+    fn the_command_follows_command_or_a_double_dash() {
+        let command = |line: &[&str]| {
+            plan(&def(), &args(line)).unwrap().body["overrides"]["containerOverrides"][0]["command"]
+                .clone()
+        };
+        let expected = json!(["sh", "-c", "exit 3"]);
+        assert_eq!(
+            command(&["web", "--wait", "--command", "sh", "-c", "exit 3"]),
+            expected
+        );
+        assert_eq!(
+            command(&["web", "--wait", "--", "sh", "-c", "exit 3"]),
+            expected
+        );
+        // Everything after --command is the command's, flags included.
+        let parsed = args(&["web", "--command", "ls", "--wait"]);
+        assert_eq!(parsed.command(), ["ls", "--wait"]);
+        assert!(!parsed.wait);
+        let both = args(&["web", "--command", "a", "--", "b"]);
+        assert_eq!(both.command(), ["a", "--", "b"]);
+    }
+
+    #[test]
+    fn the_subnet_goes_into_the_network_configuration() {
+        let plan_ = plan(&def(), &args(&["web", "--subnet-id", "subnet-0abc"])).unwrap();
+        assert_eq!(
+            plan_.body["networkConfiguration"],
+            json!({"awsvpcConfiguration": {"subnets": ["subnet-0abc"]}})
+        );
+        let bridge = json!({
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:000000000000:task-definition/b:1",
+            "networkMode": "bridge",
+            "containerDefinitions": [{"name": "app", "image": "web:1"}]
+        });
+        let plan = plan(&bridge, &args(&["b", "--subnet-id", "subnet-0abc"])).unwrap();
+        assert!(plan.body.get("networkConfiguration").is_none());
+    }
+
+    #[test]
     fn bad_arguments_are_refused_before_any_call() {
         assert!(plan(&def(), &args(&["web", "--env", "NOVALUE"])).is_err());
         assert!(plan(&def(), &args(&["web", "--env", "=v"])).is_err());
@@ -694,14 +773,14 @@ mod tests {
         let running = json!({
             "taskArn": "arn:aws:ecs:us-east-1:000000000000:task/default/fedcba9876543210fedcba9876543210",
             "taskDefinitionArn": "arn:aws:ecs:us-east-1:000000000000:task-definition/web:3",
-            "lastStatus": "RUNNING", "createdAt": 1100.0,
+            "lastStatus": "RUNNING", "createdAt": 1100.0, "startedAt": 1105.0,
             "containers": [{"name": "app", "networkInterfaces": [{"privateIpv4Address": "10.217.0.9"}]}]
         });
         assert_eq!(
             render_tasks(&[stopped_task(), running], 1200.0),
-            "TASK                              DEFINITION  STATUS   IP          AGE   EXIT  REASON\n\
-             0123456789abcdef0123456789abcdef  web:3       STOPPED  10.217.0.7  3m    137   Essential container in task exited\n\
-             fedcba9876543210fedcba9876543210  web:3       RUNNING  10.217.0.9  100s  -\n"
+            "TASK          DEFINITION  STATUS   IP          AGE   RAN  EXIT  REASON\n\
+             0123456789ab  web:3       STOPPED  10.217.0.7  3m    90s  137   Essential container in task exited\n\
+             fedcba987654  web:3       RUNNING  10.217.0.9  100s  95s  -\n"
         );
     }
 

@@ -110,7 +110,7 @@ fn the_cli_manages_clusters_and_task_definitions() {
     // A cluster with no tasks lists an empty table.
     assert_eq!(
         ok(hail(&data_dir, ep, &["task", "ls", "--cluster", "web"])),
-        "TASK  DEFINITION  STATUS  IP  AGE  EXIT  REASON\n"
+        "TASK  DEFINITION  STATUS  IP  AGE  RAN  EXIT  REASON\n"
     );
     let stopped = ok_json(hail(
         &data_dir,
@@ -345,12 +345,34 @@ fn the_cli_runs_waits_follows_and_reports() {
         "hello hail\nbye\n"
     );
 
-    // A command after `--`; with --count every task is waited for.
+    // With --json, stdout is the stopped task and the followed lines go to
+    // stderr.
+    let quiet = hail(
+        &data_dir,
+        &ep,
+        &["task", "run", "greeter", "--follow", "--json"],
+    );
+    assert_eq!(quiet.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "hello world\nbye\n");
+    let quiet: Value = serde_json::from_slice(&quiet.stdout).unwrap();
+    assert_eq!(quiet["tasks"][0]["containers"][0]["exitCode"], 4);
+
+    // A command after --command (or `--`); with --count every task is
+    // waited for.
     let commanded = hail(
         &data_dir,
         &ep,
         &[
-            "task", "run", "greeter", "--count", "2", "--wait", "--json", "--", "sh", "-c",
+            "task",
+            "run",
+            "greeter",
+            "--count",
+            "2",
+            "--wait",
+            "--json",
+            "--command",
+            "sh",
+            "-c",
             "exit 0",
         ],
     );
@@ -408,6 +430,8 @@ fn the_cli_runs_waits_follows_and_reports() {
             "greeter",
             "--timeout",
             "5m",
+            "--subnet-id",
+            "subnet-0abc",
             "--",
             "sleep",
             "300",
@@ -430,9 +454,20 @@ fn the_cli_runs_waits_follows_and_reports() {
     );
     let running = ok(hail(&data_dir, &ep, &["task", "ls", "--family", "greeter"]));
     assert!(running.starts_with("TASK "), "{running}");
+    // Tables show ids short, and a short id names the task.
+    let short = &id[..12];
     assert!(
-        running.contains(&format!("\n{id}  greeter:1 ")),
+        running.contains(&format!("\n{short}  greeter:1 ")),
         "{running}"
+    );
+    let by_short = ok_json(hail(&data_dir, &ep, &["task", "show", short, "--json"]));
+    assert_eq!(by_short["taskArn"], shown["taskArn"]);
+    let mut other_short = short.to_owned();
+    other_short.replace_range(11.., if short.ends_with('0') { "1" } else { "0" });
+    let nothing = failed(hail(&data_dir, &ep, &["task", "show", &other_short]));
+    assert_eq!(
+        nothing,
+        format!("error: no task of cluster default has an id starting with {other_short}\n")
     );
     let by_arn = shown["taskArn"].as_str().unwrap();
     assert_eq!(
@@ -448,9 +483,16 @@ fn the_cli_runs_waits_follows_and_reports() {
         &ep,
         &["task", "ls", "--status", "STOPPED", "--json"],
     ));
-    assert_eq!(stopped["tasks"].as_array().unwrap().len(), 6, "{stopped:#}");
+    assert_eq!(stopped["tasks"].as_array().unwrap().len(), 7, "{stopped:#}");
     let stopped = ok_json(hail(&data_dir, &ep, &["task", "show", &id, "--json"]));
     assert_eq!(stopped["stoppedReason"], "enough");
+    let subnet = stopped["attachments"][0]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "subnetId")
+        .unwrap();
+    assert_eq!(subnet["value"], "subnet-0abc");
 
     // The logs of an earlier task, read back by ARN, and followed once it
     // has stopped: all of it, then the command ends.
@@ -473,6 +515,31 @@ fn the_cli_runs_waits_follows_and_reports() {
     );
     let first_id = first_arn.rsplit('/').next().unwrap();
     assert_eq!(ok(hail(&data_dir, &ep, &["logs", first_id, "-f"])), logs);
+    // --json: the events as GetLogEvents returns them, one a line.
+    let events = ok(hail(
+        &data_dir,
+        &ep,
+        &["logs", &first_id[..12], "--container", "app", "--json"],
+    ));
+    let events: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.join("\n") + "\n", logs);
+    assert!(events.iter().all(|e| e["timestamp"].is_i64()), "{events:?}");
+    let no_container = failed(hail(
+        &data_dir,
+        &ep,
+        &["logs", first_id, "--container", "ghost"],
+    ));
+    assert!(
+        no_container.contains("no container ghost"),
+        "{no_container}"
+    );
 
     // A task of another cluster: its ARN says where it is.
     ok(hail(&data_dir, &ep, &["cluster", "create", "other"]));
