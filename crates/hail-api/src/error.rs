@@ -24,6 +24,7 @@ pub enum ErrorCode {
     ClusterContainsTasksException,
     ClusterNotFoundException,
     ConcurrentUpdateException,
+    ExpiredTokenException,
     IncompleteSignatureException,
     InvalidParameterException,
     InvalidSignatureException,
@@ -63,6 +64,7 @@ impl ErrorCode {
             ClusterContainsTasksException => "ClusterContainsTasksException",
             ClusterNotFoundException => "ClusterNotFoundException",
             ConcurrentUpdateException => "ConcurrentUpdateException",
+            ExpiredTokenException => "ExpiredTokenException",
             IncompleteSignatureException => "IncompleteSignatureException",
             InvalidParameterException => "InvalidParameterException",
             InvalidSignatureException => "InvalidSignatureException",
@@ -115,6 +117,7 @@ impl ErrorCode {
             | ClusterContainsTasksException
             | ClusterNotFoundException
             | ConcurrentUpdateException
+            | ExpiredTokenException
             | IncompleteSignatureException
             | InvalidParameterException
             | ObjectNotFoundException

@@ -15,14 +15,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod error;
 pub mod json11;
 pub mod metadata;
 mod operations;
 pub mod router;
+pub mod s3;
 pub mod sign;
 pub mod sigv4;
 
+pub use access::{AccessError, AccessPolicy, AllowAll};
 pub use error::{ApiError, ErrorCode, Protocol};
 pub use metadata::{
     metadata_router, metadata_uri, MetadataError, MetadataId, PeerPolicy, TaskMetadataSource,

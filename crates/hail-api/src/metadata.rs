@@ -235,6 +235,71 @@ pub trait TaskMetadataSource: Send + Sync + 'static {
         id: &MetadataId,
         peer: IpAddr,
     ) -> impl Future<Output = Result<Value, MetadataError>> + Send;
+
+    /// The task role's temporary credentials (`/v2/credentials/{id}`, the
+    /// path of `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`), in the shape the
+    /// AWS SDKs' container credential providers read: `AccessKeyId`,
+    /// `SecretAccessKey`, `Token`, `Expiration`, `RoleArn`.
+    fn credentials(
+        &self,
+        id: &str,
+        peer: IpAddr,
+    ) -> impl Future<Output = Result<Value, MetadataError>> + Send;
+}
+
+/// The path prefix of the task credentials endpoint.
+pub const CREDENTIALS_PATH: &str = "/v2/credentials/";
+/// The variables that tell the AWS SDKs where a task's credentials are.
+pub const CREDENTIALS_RELATIVE_URI_ENV: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+pub const CREDENTIALS_FULL_URI_ENV: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+
+/// Whether `path` belongs to the task endpoints (metadata or credentials)
+/// rather than to the APIs served beside them on the same socket. Bucket
+/// names are at least three characters, so `/v4/…` and `/v2/…` are never S3.
+pub fn is_task_endpoint(path: &str) -> bool {
+    path.starts_with("/v4/") || path.starts_with(CREDENTIALS_PATH)
+}
+
+/// Answers a credentials request as the ECS agent does.
+async fn handle_credentials<S: TaskMetadataSource>(
+    source: &S,
+    method: Method,
+    peer: Option<SocketAddr>,
+    id: &str,
+) -> Response<Body> {
+    let error = |status: StatusCode, code: &str, message: &str| {
+        json_response(
+            status,
+            &serde_json::json!({"code": code, "message": message}),
+        )
+    };
+    if method != Method::GET {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "InvalidRequest",
+            "CredentialsV2Request: the credentials endpoint answers GET only",
+        );
+    }
+    let Some(peer) = peer else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "CredentialsV2Request: the server does not know the caller's address",
+        );
+    };
+    match source.credentials(id, peer.ip()).await {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(MetadataError::NotFound) => error(
+            StatusCode::BAD_REQUEST,
+            "InvalidIdInRequest",
+            "CredentialsV2Request: Credentials not found",
+        ),
+        Err(MetadataError::Unavailable { message }) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            &format!("CredentialsV2Request: {message}"),
+        ),
+    }
 }
 
 /// The endpoint as an axum router. Serve it with
@@ -249,6 +314,15 @@ pub fn metadata_router<S: TaskMetadataSource>(source: Arc<S>) -> axum::Router {
 
 /// Answers one request; never fails, every failure is a JSON error response.
 pub async fn handle<S: TaskMetadataSource>(source: &S, request: Request) -> Response<Body> {
+    if let Some(id) = request.uri().path().strip_prefix(CREDENTIALS_PATH) {
+        let id = id.to_owned();
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let method = request.method().clone();
+        return handle_credentials(source, method, peer, &id).await;
+    }
     let MetadataRequest { id, endpoint } = match route(request.method(), request.uri().path()) {
         Ok(parsed) => parsed,
         Err(RouteError::NotFound) => {

@@ -233,3 +233,18 @@ pub(crate) const LOGS: &[&str] = &[
     "UpdateLookupTable",
     "UpdateScheduledQuery",
 ];
+
+/// Hail's native API: roles and triggers.
+pub(crate) const HAIL: &[&str] = &[
+    "CreateRole",
+    "CreateTrigger",
+    "DeleteRole",
+    "DeleteTrigger",
+    "DescribeTrigger",
+    "GetRole",
+    "ListRoles",
+    "ListTriggerInvocations",
+    "ListTriggers",
+    "PutRolePolicy",
+    "RedriveTriggerInvocations",
+];

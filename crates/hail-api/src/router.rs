@@ -27,6 +27,9 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 
+use s3s::service::S3Service;
+
+use crate::access::{self, AccessError, AccessPolicy, AllowAll};
 use crate::error::{ApiError, ErrorCode, Protocol};
 use crate::json11;
 use crate::operations;
@@ -38,6 +41,8 @@ pub enum Service {
     Ecs,
     ApplicationAutoScaling,
     Logs,
+    /// Hail's own resources (roles, triggers), in the same JSON 1.1 framing.
+    Hail,
     S3,
 }
 
@@ -48,6 +53,7 @@ impl Service {
             Service::Ecs => "ecs",
             Service::ApplicationAutoScaling => "application-autoscaling",
             Service::Logs => "logs",
+            Service::Hail => "hail",
             Service::S3 => sigv4::S3_SERVICE,
         }
     }
@@ -58,12 +64,18 @@ impl Service {
             Service::Ecs => Some("AmazonEC2ContainerServiceV20141113"),
             Service::ApplicationAutoScaling => Some("AnyScaleFrontendService"),
             Service::Logs => Some("Logs_20140328"),
+            Service::Hail => Some(HAIL_TARGET_PREFIX),
             Service::S3 => None,
         }
     }
 
     pub fn from_target_prefix(prefix: &str) -> Option<Service> {
-        [Service::Ecs, Service::ApplicationAutoScaling, Service::Logs]
+        [
+            Service::Ecs,
+            Service::ApplicationAutoScaling,
+            Service::Logs,
+            Service::Hail,
+        ]
             .into_iter()
             .find(|s| s.target_prefix() == Some(prefix))
     }
@@ -75,10 +87,14 @@ impl Service {
             Service::Ecs => operations::ECS,
             Service::ApplicationAutoScaling => operations::APPLICATION_AUTO_SCALING,
             Service::Logs => operations::LOGS,
+            Service::Hail => operations::HAIL,
             Service::S3 => &[],
         }
     }
 }
+
+/// The `X-Amz-Target` prefix of Hail's native API (`Hail_20261101.CreateTrigger`).
+pub const HAIL_TARGET_PREFIX: &str = "Hail_20261101";
 
 /// Host suffix that marks S3 virtual-host style requests
 /// (`my-bucket.localhost:4566`).
@@ -160,7 +176,7 @@ fn s3_route(parts: &Parts) -> S3Route {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // IPv6 literal: never a virtual-host bucket.
         return host;
@@ -208,8 +224,11 @@ impl Clock for SystemClock {
 pub struct ApiService<H, C> {
     handler: Arc<H>,
     credentials: Arc<C>,
+    policy: Arc<dyn AccessPolicy>,
     clock: Arc<dyn Clock>,
     body_limit: usize,
+    /// The S3 REST API, when this server has an object store.
+    s3: Option<S3Service>,
 }
 
 impl<H, C> Clone for ApiService<H, C> {
@@ -217,8 +236,10 @@ impl<H, C> Clone for ApiService<H, C> {
         ApiService {
             handler: Arc::clone(&self.handler),
             credentials: Arc::clone(&self.credentials),
+            policy: Arc::clone(&self.policy),
             clock: Arc::clone(&self.clock),
             body_limit: self.body_limit,
+            s3: self.s3.clone(),
         }
     }
 }
@@ -228,9 +249,24 @@ impl<H: JsonApi, C: CredentialStore + 'static> ApiService<H, C> {
         ApiService {
             handler,
             credentials,
+            policy: Arc::new(AllowAll),
             clock,
             body_limit: json11::DEFAULT_BODY_LIMIT,
+            s3: None,
         }
+    }
+
+    /// Authorises every authenticated request with `policy` (by default
+    /// every authenticated caller may do everything).
+    pub fn with_policy(mut self, policy: Arc<dyn AccessPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Serves the S3 REST API with `s3` (see [`crate::s3::s3_service`]).
+    pub fn with_s3(mut self, s3: S3Service) -> Self {
+        self.s3 = Some(s3);
+        self
     }
 
     /// Sets the largest JSON request body accepted, in bytes.
@@ -261,7 +297,10 @@ impl<H: JsonApi, C: CredentialStore + 'static> ApiService<H, C> {
                     Err(err) => err.to_json_response(&request_id),
                 }
             }
-            Ok(Route::S3(route)) => self.s3(&parts, &route).to_xml_response(&request_id),
+            Ok(Route::S3(route)) => match &self.s3 {
+                Some(s3) => serve_s3(s3, Request::from_parts(parts, body)).await,
+                None => self.s3(&parts, &route).to_xml_response(&request_id),
+            },
             Err(err) => err.to_json_response(&request_id),
         }
     }
@@ -288,6 +327,30 @@ impl<H: JsonApi, C: CredentialStore + 'static> ApiService<H, C> {
             self.clock.now(),
         )
         .map_err(|e| ApiError::from_auth(&e, Protocol::Json))?;
+        let token = access::session_token(&parts.headers, &parts.uri);
+        let action = format!("{}:{operation}", service.signing_name());
+        self.policy
+            .authorize(
+                &auth.access_key_id,
+                token.as_deref(),
+                &action,
+                &["*".to_owned()],
+            )
+            .map_err(|e| match e {
+                AccessError::Denied(_) => ApiError::new(
+                    ErrorCode::AccessDeniedException,
+                    format!(
+                        "User: {} is not authorized to perform: {action}",
+                        auth.access_key_id
+                    ),
+                ),
+                AccessError::InvalidToken => {
+                    ApiError::new(ErrorCode::UnrecognizedClientException, e.to_string())
+                }
+                AccessError::ExpiredToken => {
+                    ApiError::new(ErrorCode::ExpiredTokenException, e.to_string())
+                }
+            })?;
         let input = json11::parse_body(&body)?;
         let ctx = RequestContext {
             request_id: request_id.to_string(),
@@ -297,9 +360,8 @@ impl<H: JsonApi, C: CredentialStore + 'static> ApiService<H, C> {
         self.handler.call(service, operation, input, ctx).await
     }
 
-    /// S3 requests are authenticated (the body stays unread, as uploads
-    /// stream); no S3 operations are served by this layer yet, so an
-    /// authenticated request is answered `NotImplemented`.
+    /// Without an object store, S3 requests are authenticated (the body
+    /// stays unread) and an authenticated one is answered `NotImplemented`.
     fn s3(&self, parts: &Parts, route: &S3Route) -> ApiError {
         let signed = SignedRequest {
             method: &parts.method,
@@ -325,6 +387,21 @@ impl<H: JsonApi, C: CredentialStore + 'static> ApiService<H, C> {
             ),
         };
         err.with_resource(resource)
+    }
+}
+
+/// Hands a request to the S3 service; its errors are already S3 XML
+/// responses, anything else is a bug reported as a 500.
+async fn serve_s3(s3: &S3Service, request: Request<Body>) -> Response<Body> {
+    let request = request.map(s3s::Body::http_body_unsync);
+    match s3.call(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(e) => {
+            tracing::error!(error = ?e, "s3 request failed");
+            let mut response = Response::new(Body::from("internal error"));
+            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
     }
 }
 

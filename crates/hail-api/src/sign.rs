@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::sigv4::{
     canonical_query, canonical_request, format_amz_date, hmac, parse_query, signing_key,
-    string_to_sign, SignedRequest, ALGORITHM, S3_SERVICE,
+    string_to_sign, uri_encode, SignedRequest, ALGORITHM, S3_SERVICE,
 };
 
 /// Who signs, for which region and service.
@@ -90,6 +90,72 @@ impl Signer {
         );
         headers.insert(AUTHORIZATION, value(&authorization)?);
         Ok(())
+    }
+}
+
+impl Signer {
+    /// A presigned URL for `GET` of `bucket`/`key` at the S3 endpoint
+    /// `endpoint` (`http://host[:port]`, path style), valid `expires_secs`
+    /// from `now` (S3 allows up to seven days). Only `host` is signed, so
+    /// any HTTP client can use it.
+    pub fn presign_get(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        key: &str,
+        expires_secs: u32,
+        now: SystemTime,
+    ) -> Result<String, SignError> {
+        const MAX_EXPIRES: u32 = 7 * 24 * 3600;
+        if expires_secs == 0 || expires_secs > MAX_EXPIRES {
+            return Err(SignError(format!(
+                "expiry {expires_secs} s is outside 1..={MAX_EXPIRES}"
+            )));
+        }
+        let uri: Uri = endpoint
+            .parse()
+            .map_err(|e| SignError(format!("{endpoint}: {e}")))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| SignError(format!("{endpoint} has no host")))?
+            .as_str()
+            .to_owned();
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let secs = now
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| SignError("the clock is before 1970".to_owned()))?
+            .as_secs();
+        let amz_date = format_amz_date(secs);
+        let date = &amz_date[..8];
+        let scope = format!("{date}/{}/{}/aws4_request", self.region, self.service);
+        let path = format!(
+            "/{}/{}",
+            uri_encode(bucket.as_bytes(), true),
+            uri_encode(key.as_bytes(), false)
+        );
+        let params = [
+            ("X-Amz-Algorithm", ALGORITHM.to_owned()),
+            (
+                "X-Amz-Credential",
+                format!("{}/{scope}", self.access_key_id),
+            ),
+            ("X-Amz-Date", amz_date.clone()),
+            ("X-Amz-Expires", expires_secs.to_string()),
+            ("X-Amz-SignedHeaders", "host".to_owned()),
+        ];
+        // Already in the byte order of their names, as SigV4 wants them.
+        let query = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", uri_encode(v.as_bytes(), true)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let canonical = format!("GET\n{path}\n{query}\nhost:{authority}\n\nhost\nUNSIGNED-PAYLOAD");
+        let string_to_sign = string_to_sign(&amz_date, &scope, &canonical);
+        let key = signing_key(&self.secret_access_key, date, &self.region, &self.service);
+        let signature = hex::encode(hmac(&key, string_to_sign.as_bytes()));
+        Ok(format!(
+            "{scheme}://{authority}{path}?{query}&X-Amz-Signature={signature}"
+        ))
     }
 }
 
@@ -261,5 +327,29 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.to_string().contains("has no host"), "{err}");
+    }
+
+    #[test]
+    fn presigned_urls_verify_until_they_expire() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let mut s = signer();
+        s.service = "s3".into();
+        let url = s
+            .presign_get("http://169.254.170.2:8080", "media", "video/a b+é.mp4", 60, now)
+            .unwrap();
+        assert!(url.starts_with("http://169.254.170.2:8080/media/video/a%20b%2B%C3%A9.mp4?X-Amz-Algorithm="));
+        let uri: Uri = url.parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("169.254.170.2:8080"));
+        let request = SignedRequest {
+            method: &Method::GET,
+            uri: &uri,
+            headers: &headers,
+            body: None,
+        };
+        let creds = StaticCredentials::new().with(&s.access_key_id, &s.secret_access_key);
+        verify(&request, "s3", &creds, now + Duration::from_secs(30)).unwrap();
+        assert!(verify(&request, "s3", &creds, now + Duration::from_secs(120)).is_err());
+        assert!(s.presign_get("http://h", "b", "k", 0, now).is_err());
     }
 }

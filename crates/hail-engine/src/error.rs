@@ -52,6 +52,15 @@ pub enum EngineError {
     /// A tagging operation named a resource that does not exist.
     #[error("The specified resource is not found: {arn}")]
     ResourceNotFound { arn: String },
+    /// A native (roles, triggers) resource that does not exist.
+    #[error("{what} does not exist")]
+    NotFound { what: String },
+    /// A native resource whose name is taken.
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    /// A native request with a bad value: the field and why.
+    #[error("{field}: {message}")]
+    InvalidParameter { field: String, message: String },
     /// Tasks were asked for, but this engine was started without a container runtime.
     #[error("this engine has no container runtime; tasks cannot run")]
     NoDataPlane,
@@ -69,6 +78,15 @@ pub enum EngineError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl EngineError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        EngineError::InvalidParameter {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }
 
 impl From<EngineError> for ApiError {
@@ -91,7 +109,11 @@ impl From<EngineError> for ApiError {
             EngineError::TaskNotFound | EngineError::ClientTokenReused { .. } => {
                 ErrorCode::InvalidParameterException
             }
-            EngineError::ResourceNotFound { .. } => ErrorCode::ResourceNotFoundException,
+            EngineError::ResourceNotFound { .. } | EngineError::NotFound { .. } => {
+                ErrorCode::ResourceNotFoundException
+            }
+            EngineError::AlreadyExists { .. } => ErrorCode::ResourceAlreadyExistsException,
+            EngineError::InvalidParameter { .. } => ErrorCode::InvalidParameterException,
             EngineError::NoDataPlane => ErrorCode::ServerException,
             EngineError::Logs(e) => match e.kind {
                 crate::logs::LogsErrorKind::NotFound => ErrorCode::ResourceNotFoundException,

@@ -12,9 +12,12 @@
 
 pub mod ecs;
 pub mod error;
+pub mod identity;
 pub mod logs;
 pub mod metadata;
+pub mod native;
 pub mod tasks;
+pub mod triggers;
 
 use std::sync::Arc;
 
@@ -25,6 +28,9 @@ use hail_store::Store;
 use serde_json::Value;
 
 pub use error::EngineError;
+pub use identity::Identity;
+pub use native::triggers::{BucketNotifications, NotificationError, NotificationRule};
+pub use triggers::TriggerController;
 pub use tasks::TaskController;
 
 /// The control plane: the store holding desired and observed state, the
@@ -38,6 +44,12 @@ pub struct Engine {
     /// Drives tasks through the data plane; `None` for an engine that only
     /// keeps records (RunTask then fails with a ServerException).
     tasks: Option<TaskController>,
+    /// Roles and task credentials; `None` for an engine of root keys only.
+    identity: Option<Identity>,
+    /// The object store's bucket notifications, for triggers.
+    notifications: Option<Arc<dyn BucketNotifications>>,
+    /// Runs triggers' tasks; woken when an invocation is re-driven.
+    triggers: Option<TriggerController>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -57,7 +69,40 @@ impl Engine {
             scope,
             clock: Arc::new(SystemClock),
             tasks: None,
+            identity: None,
+            notifications: None,
+            triggers: None,
         }
+    }
+
+    /// This engine managing roles and task credentials with `identity`.
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// This engine putting triggers' rules on buckets through `notifications`.
+    pub fn with_notifications(mut self, notifications: Arc<dyn BucketNotifications>) -> Self {
+        self.notifications = Some(notifications);
+        self
+    }
+
+    pub fn notifications(&self) -> Option<&Arc<dyn BucketNotifications>> {
+        self.notifications.as_ref()
+    }
+
+    /// This engine waking `controller` when triggers' work changes.
+    pub fn with_triggers(mut self, controller: TriggerController) -> Self {
+        self.triggers = Some(controller);
+        self
+    }
+
+    pub fn triggers(&self) -> Option<&TriggerController> {
+        self.triggers.as_ref()
     }
 
     /// This engine running tasks through `controller`.
@@ -104,6 +149,7 @@ impl Engine {
         match service {
             Service::Ecs => ecs::dispatch(self, op, body).await,
             Service::Logs => logs::dispatch(self, op, body).await,
+            Service::Hail => native::dispatch(self, op, body).await,
             other => Err(EngineError::Unsupported {
                 service: other.signing_name(),
                 operation: op.to_owned(),

@@ -34,6 +34,8 @@ use hail_runtime::runtime::Runtime;
 use hail_runtime::task::{ContainerPhase, TaskStatus as ObservedTask};
 use hail_runtime::usage::{self, HostCpu, InterfaceCounters};
 use hail_store::{Store, StoreError};
+
+use crate::identity::{CredentialsError, Identity};
 use serde_json::{json, Map, Value};
 
 /// Fargate's ephemeral storage when the task asks for no size: 20 GiB.
@@ -595,6 +597,8 @@ pub struct TaskMetadataService {
     store: Store,
     runtime: Arc<Runtime>,
     policy: PeerPolicy,
+    /// Hands out task role credentials; without it none are served.
+    identity: Option<Identity>,
     /// The last stats reading of each container, by Docker id: the
     /// `precpu_stats` of the next.
     previous: Mutex<HashMap<String, StatsReading>>,
@@ -617,8 +621,15 @@ impl TaskMetadataService {
             store,
             runtime,
             policy: PeerPolicy::default(),
+            identity: None,
             previous: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This service also answering the task credentials endpoint.
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
     }
 
     /// This service deciding who may read with `policy` instead.
@@ -852,6 +863,51 @@ impl TaskMetadataSource for TaskMetadataService {
         }
         Ok(Value::Object(out))
     }
+
+    async fn credentials(&self, id: &str, peer: IpAddr) -> Result<Value, MetadataError> {
+        let identity = self.identity.as_ref().ok_or(MetadataError::NotFound)?;
+        let task_id = identity
+            .task_of_credentials_id(id)
+            .ok_or(MetadataError::NotFound)?;
+        // Any container name passes the same authorisation as metadata:
+        // the caller must be the task itself.
+        let metadata_id = MetadataId {
+            task_id,
+            container: "credentials".to_owned(),
+        };
+        let (view, _) = self.view(&metadata_id, peer, false).await?;
+        if view.task.last_status == TaskStatus::Stopped {
+            return Err(MetadataError::NotFound);
+        }
+        let role_arn = task_role_arn(&view.task, view.definition.as_ref())
+            .ok_or(MetadataError::NotFound)?;
+        let creds = identity
+            .credentials_for(&view.task.task_arn, &role_arn)
+            .await
+            .map_err(|e| match e {
+                CredentialsError::NoSuchRole(_) => MetadataError::NotFound,
+                CredentialsError::Store(e) => MetadataError::unavailable(format!("store: {e}")),
+            })?;
+        let expiration = DateTime::<Utc>::from_timestamp_millis(creds.expires_at)
+            .unwrap_or_default()
+            .to_rfc3339_opts(SecondsFormat::Secs, true);
+        Ok(json!({
+            "AccessKeyId": creds.access_key_id,
+            "SecretAccessKey": creds.secret_access_key,
+            "Token": creds.session_token,
+            "Expiration": expiration,
+            "RoleArn": creds.role_arn,
+        }))
+    }
+}
+
+/// The role a task's containers act as: the run's override, else the task
+/// definition's `taskRoleArn`.
+pub fn task_role_arn(task: &Task, definition: Option<&TaskDefinition>) -> Option<String> {
+    task.overrides
+        .as_ref()
+        .and_then(|o| o.task_role_arn.clone())
+        .or_else(|| definition.and_then(|d| d.task_role_arn.clone()))
 }
 
 #[cfg(test)]

@@ -8,6 +8,33 @@ pub fn new_task_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+const KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const SECRET_ALPHABET: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn random_string(alphabet: &[u8], len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+/// A new access key id of temporary credentials: `ASIA` and 16 characters,
+/// as STS issues them.
+pub fn new_temporary_access_key_id() -> String {
+    format!("ASIA{}", random_string(KEY_ALPHABET, 16))
+}
+
+/// A new secret access key: 40 characters, as AWS issues them.
+pub fn new_secret_access_key() -> String {
+    random_string(SECRET_ALPHABET, 40)
+}
+
+/// A new session token: 256 random bits, base64-style.
+pub fn new_session_token() -> String {
+    random_string(SECRET_ALPHABET, 64)
+}
+
 /// Whether `s` has the shape of a task id (safe as a file and cgroup name).
 pub fn is_task_id(s: &str) -> bool {
     (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -26,5 +53,14 @@ mod tests {
         assert!(is_task_id(&a));
         assert!(!is_task_id("../x"));
         assert!(!is_task_id(""));
+    }
+
+    #[test]
+    fn temporary_credentials_look_like_sts_ones() {
+        let key = new_temporary_access_key_id();
+        assert!(key.starts_with("ASIA") && key.len() == 20, "{key}");
+        assert_ne!(new_secret_access_key(), new_secret_access_key());
+        assert_eq!(new_secret_access_key().len(), 40);
+        assert_eq!(new_session_token().len(), 64);
     }
 }

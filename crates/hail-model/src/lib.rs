@@ -14,4 +14,6 @@
 
 pub mod arn;
 pub mod ecs;
+pub mod iam;
 pub mod ids;
+pub mod triggers;

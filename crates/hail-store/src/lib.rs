@@ -18,6 +18,7 @@
 
 pub mod client_tokens;
 pub mod clusters;
+pub mod identity;
 mod error;
 pub mod logs;
 pub mod migrate;
@@ -26,6 +27,7 @@ pub mod page;
 pub mod tags;
 pub mod task_definitions;
 pub mod tasks;
+pub mod triggers;
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "log_cursors",
         sql: include_str!("../migrations/0003_log_cursors.sql"),
     },
+    Migration {
+        version: 4,
+        name: "identity_triggers",
+        sql: include_str!("../migrations/0004_identity_triggers.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 
 use super::observe;
 use super::plan::{self, LaunchPlan, TaskEnvironment};
+use crate::identity::Identity;
 use crate::logs::{LogShipper, ShipSource};
 
 /// How the controller behaves; the server fills it from its flags.
@@ -45,6 +46,9 @@ pub struct ControllerConfig {
     /// Memory (MiB) the host can promise to tasks; RunTask reports a
     /// `RESOURCE:MEMORY` failure for a task that would go beyond it.
     pub memory_capacity_mib: Option<u64>,
+    /// Hands tasks with a `taskRoleArn` their credentials; without it such
+    /// tasks get no credentials endpoint.
+    pub identity: Option<Identity>,
 }
 
 impl ControllerConfig {
@@ -56,9 +60,11 @@ impl ControllerConfig {
             environment: TaskEnvironment {
                 region: region.into(),
                 metadata_endpoint: None,
+                credentials_id: None,
             },
             pull: PullOptions::default(),
             memory_capacity_mib: None,
+            identity: None,
         }
     }
 }
@@ -202,6 +208,7 @@ impl TaskController {
                 tasks::delete_stopped_before(tx, cutoff)
             })
             .await?;
+        self.revoke_stopped_credentials().await?;
         for id in expired {
             match self.inner.runtime.remove(&id).await {
                 Ok(()) | Err(RuntimeError::TaskNotFound { .. }) => {}
@@ -216,6 +223,25 @@ impl TaskController {
 
     fn now(&self) -> Timestamp {
         now(&*self.inner.clock)
+    }
+
+    /// Revokes the credentials of tasks that stopped (or are gone).
+    async fn revoke_stopped_credentials(&self) -> Result<(), StoreError> {
+        let Some(identity) = &self.inner.config.identity else {
+            return Ok(());
+        };
+        for arn in identity.holders() {
+            let id = arn.rsplit('/').next().unwrap_or(&arn).to_owned();
+            let stored = self
+                .inner
+                .store
+                .read(move |conn| tasks::get(conn, &id))
+                .await?;
+            if stored.is_none_or(|s| s.task.last_status == TaskStatus::Stopped) {
+                identity.revoke_task(&arn).await?;
+            }
+        }
+        Ok(())
     }
 
     fn spawn_worker(&self, id: String, launch: Option<Launch>) {
@@ -281,6 +307,8 @@ async fn drive(inner: &Arc<Inner>, id: &str, launch: Option<Launch>) -> Result<(
             // runtime knows, then supervise.
             if let Ok(plan) = plan::plan(&task, &definition, &inner.config.environment, max_runtime)
             {
+                // Only the log destinations are used here, which the
+                // credentials endpoint does not change.
                 follow_logs(inner, id, &plan.logs);
             }
             if status.phase.is_final() {
@@ -363,6 +391,31 @@ async fn load(
     Ok((task, Arc::new(def), max_runtime))
 }
 
+/// What the task's containers are told about where they run: the server's
+/// environment plus, for a task with a role, its credentials endpoint. A
+/// role that does not exist fails the task, as ECS fails a task whose role
+/// it cannot assume.
+fn task_environment(
+    inner: &Arc<Inner>,
+    task: &Task,
+    definition: &TaskDefinition,
+) -> Result<TaskEnvironment, String> {
+    let mut env = inner.config.environment.clone();
+    let (Some(identity), Some(role)) = (
+        &inner.config.identity,
+        crate::metadata::task_role_arn(task, Some(definition)),
+    ) else {
+        return Ok(env);
+    };
+    if identity.role(&role).is_none() {
+        return Err(format!(
+            "ResourceInitializationError: unable to assume the task role {role}: no such role"
+        ));
+    }
+    env.credentials_id = Some(identity.credentials_id(plan::task_id(task)));
+    Ok(env)
+}
+
 /// Starts the task. Returns false when it did not start (its failure is recorded).
 async fn start(
     inner: &Arc<Inner>,
@@ -375,8 +428,15 @@ async fn start(
         record(inner, id, observe::stopped_before_start).await?;
         return Ok(false);
     }
+    let environment = match task_environment(inner, task, definition) {
+        Ok(env) => env,
+        Err(reason) => {
+            fail(inner, id, reason).await?;
+            return Ok(false);
+        }
+    };
     let LaunchPlan { spec, logs } =
-        match plan::plan(task, definition, &inner.config.environment, max_runtime) {
+        match plan::plan(task, definition, &environment, max_runtime) {
             Ok(plan) => plan,
             Err(e) => {
                 fail(inner, id, e.0).await?;

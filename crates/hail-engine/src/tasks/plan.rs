@@ -41,8 +41,12 @@ pub struct LaunchPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskEnvironment {
     pub region: String,
-    /// `host[:port]` of the task metadata endpoint, when one is served.
+    /// `host[:port]` of the task endpoint (metadata, credentials, and the
+    /// APIs with S3 beside them), when one is served.
     pub metadata_endpoint: Option<String>,
+    /// The id of this task's credentials path (`/v2/credentials/<id>`),
+    /// when the task has a role; set per task by the controller.
+    pub credentials_id: Option<String>,
 }
 
 /// Why a task cannot be launched; the text becomes the task's `stoppedReason`.
@@ -294,6 +298,27 @@ fn injected_environment(
             "ECS_CONTAINER_METADATA_URI_V4".to_owned(),
             hail_api::metadata_uri(endpoint, task_id, container),
         ));
+        // The same socket serves the AWS APIs, S3 included, so SDKs inside
+        // the task reach Hail rather than AWS.
+        let authority = endpoint.strip_suffix(":80").unwrap_or(endpoint);
+        vars.push(("AWS_ENDPOINT_URL".to_owned(), format!("http://{authority}")));
+        if let Some(id) = &env.credentials_id {
+            let path = format!("{}{id}", hail_api::metadata::CREDENTIALS_PATH);
+            // SDKs add 169.254.170.2 (port 80) to a relative URI; on any
+            // other port the full URI is the only way to name it, and SDKs
+            // accept that address in a full URI too.
+            if endpoint.ends_with(":80") || !endpoint.contains(':') {
+                vars.push((
+                    hail_api::metadata::CREDENTIALS_RELATIVE_URI_ENV.to_owned(),
+                    path,
+                ));
+            } else {
+                vars.push((
+                    hail_api::metadata::CREDENTIALS_FULL_URI_ENV.to_owned(),
+                    format!("http://{endpoint}{path}"),
+                ));
+            }
+        }
     }
     vars
 }
@@ -370,6 +395,7 @@ mod tests {
         TaskEnvironment {
             region: "us-east-1".into(),
             metadata_endpoint: Some("169.254.170.2".into()),
+            credentials_id: None,
         }
     }
 

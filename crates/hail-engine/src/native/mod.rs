@@ -1,0 +1,48 @@
+//! Hail's native API (`Hail_20261101.*`): roles and triggers, the resources
+//! AWS keeps in services Hail does not speak (IAM, Lambda's event sources).
+//! Same framing, auth and error shape as the AWS JSON APIs; names are
+//! camelCase like ECS's.
+
+pub mod roles;
+pub mod triggers;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{Engine, EngineError};
+
+pub async fn dispatch(engine: &Engine, op: &str, body: Value) -> Result<Value, EngineError> {
+    match op {
+        "CreateRole" => output(roles::create_role(engine, decode(op, body)?).await?),
+        "GetRole" => output(roles::get_role(engine, decode(op, body)?).await?),
+        "ListRoles" => output(roles::list_roles(engine).await?),
+        "PutRolePolicy" => output(roles::put_role_policy(engine, decode(op, body)?).await?),
+        "DeleteRole" => output(roles::delete_role(engine, decode(op, body)?).await?),
+        "CreateTrigger" => output(triggers::create_trigger(engine, decode(op, body)?).await?),
+        "DescribeTrigger" => output(triggers::describe_trigger(engine, decode(op, body)?).await?),
+        "ListTriggers" => output(triggers::list_triggers(engine).await?),
+        "DeleteTrigger" => output(triggers::delete_trigger(engine, decode(op, body)?).await?),
+        "ListTriggerInvocations" => {
+            output(triggers::list_invocations(engine, decode(op, body)?).await?)
+        }
+        "RedriveTriggerInvocations" => {
+            output(triggers::redrive(engine, decode(op, body)?).await?)
+        }
+        _ => Err(EngineError::Unsupported {
+            service: "hail",
+            operation: op.to_owned(),
+        }),
+    }
+}
+
+fn decode<T: DeserializeOwned>(op: &str, body: Value) -> Result<T, EngineError> {
+    hail_model::ecs::decode::decode_value(body).map_err(|source| EngineError::Decode {
+        operation: op.to_owned(),
+        source,
+    })
+}
+
+fn output<T: Serialize>(value: T) -> Result<Value, EngineError> {
+    serde_json::to_value(value).map_err(|source| EngineError::Encode { source })
+}
