@@ -41,7 +41,13 @@ pub trait AccessPolicy: Send + Sync + 'static {
 pub struct AllowAll;
 
 impl AccessPolicy for AllowAll {
-    fn authorize(&self, _: &str, _: Option<&str>, _: &str, _: &[String]) -> Result<(), AccessError> {
+    fn authorize(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: &str,
+        _: &[String],
+    ) -> Result<(), AccessError> {
         Ok(())
     }
 }

@@ -76,8 +76,8 @@ impl Service {
             Service::Logs,
             Service::Hail,
         ]
-            .into_iter()
-            .find(|s| s.target_prefix() == Some(prefix))
+        .into_iter()
+        .find(|s| s.target_prefix() == Some(prefix))
     }
 
     /// The operations this API defines (empty for S3, which routes by method

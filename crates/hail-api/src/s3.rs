@@ -85,7 +85,10 @@ pub fn s3_action(operation: &str) -> String {
         "HeadObject" | "GetObject" | "SelectObjectContent" => "GetObject",
         "HeadBucket" | "ListObjects" | "ListObjectsV2" => "ListBucket",
         "ListBuckets" => "ListAllMyBuckets",
-        "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload" | "UploadPartCopy"
+        "CreateMultipartUpload"
+        | "UploadPart"
+        | "CompleteMultipartUpload"
+        | "UploadPartCopy"
         | "CopyObject" => "PutObject",
         "DeleteObjects" => "DeleteObject",
         "ListParts" => "ListMultipartUploadParts",
@@ -162,7 +165,10 @@ impl S3Access for PolicyAccess {
         let result = if op == "DeleteObjects" {
             // Only the caller's token is checked here: a role allowed to
             // delete some keys may still send a DeleteObjects.
-            match self.policy.authorize(&creds.access_key, token.as_deref(), &action, &[resource]) {
+            match self
+                .policy
+                .authorize(&creds.access_key, token.as_deref(), &action, &[resource])
+            {
                 Err(AccessError::Denied(_)) => Ok(()),
                 other => other,
             }
@@ -185,7 +191,13 @@ impl S3Access for PolicyAccess {
 
     async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
         let bucket = req.input.bucket.clone();
-        let keys: Vec<String> = req.input.delete.objects.iter().map(|o| o.key.clone()).collect();
+        let keys: Vec<String> = req
+            .input
+            .delete
+            .objects
+            .iter()
+            .map(|o| o.key.clone())
+            .collect();
         for key in keys {
             self.authorize(req, "s3:DeleteObject", s3_resource(&bucket, Some(&key)))?;
         }

@@ -335,9 +335,17 @@ mod tests {
         let mut s = signer();
         s.service = "s3".into();
         let url = s
-            .presign_get("http://169.254.170.2:8080", "media", "video/a b+é.mp4", 60, now)
+            .presign_get(
+                "http://169.254.170.2:8080",
+                "media",
+                "video/a b+é.mp4",
+                60,
+                now,
+            )
             .unwrap();
-        assert!(url.starts_with("http://169.254.170.2:8080/media/video/a%20b%2B%C3%A9.mp4?X-Amz-Algorithm="));
+        assert!(url.starts_with(
+            "http://169.254.170.2:8080/media/video/a%20b%2B%C3%A9.mp4?X-Amz-Algorithm="
+        ));
         let uri: Uri = url.parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(HOST, HeaderValue::from_static("169.254.170.2:8080"));

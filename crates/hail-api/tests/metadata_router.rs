@@ -81,6 +81,17 @@ impl TaskMetadataSource for Fake {
     async fn task_stats(&self, id: &MetadataId, peer: IpAddr) -> Result<Value, MetadataError> {
         self.answer(id, peer, "task stats")
     }
+
+    async fn credentials(&self, id: &str, peer: IpAddr) -> Result<Value, MetadataError> {
+        // Credentials ids here are `<task id>-secret`.
+        let task = id.strip_suffix("-secret").ok_or(MetadataError::NotFound)?;
+        let metadata_id = MetadataId {
+            task_id: task.to_owned(),
+            container: "app".to_owned(),
+        };
+        self.answer(&metadata_id, peer, "credentials")?;
+        Ok(json!({"AccessKeyId": "ASIAEXAMPLE", "Token": "t"}))
+    }
 }
 
 /// Serves the router as a server must: with the peer address of every
@@ -275,4 +286,31 @@ async fn a_server_without_peer_addresses_refuses_rather_than_guesses() {
         fake.peers.lock().unwrap().is_empty(),
         "the source was asked"
     );
+}
+
+#[tokio::test]
+async fn credentials_are_served_to_their_task_only() {
+    let fake = Arc::new(Fake::new(PeerPolicy::default()));
+    let addr = serve(fake.clone()).await;
+    let path = format!("/v2/credentials/{TASK_A}-secret");
+    let reply = request(A_ADDR, addr, "GET", &path).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body["AccessKeyId"], "ASIAEXAMPLE");
+    // Another caller, a forged id, or another method: the agent's error shape.
+    for (from, path, method, status) in [
+        (B_ADDR, path.as_str(), "GET", 400),
+        (
+            A_ADDR,
+            &*format!("/v2/credentials/{TASK_A}-guess"),
+            "GET",
+            400,
+        ),
+        (A_ADDR, path.as_str(), "POST", 405),
+    ] {
+        let reply = request(from, addr, method, path).await;
+        assert_eq!(reply.status, status, "{method} {path} from {from}");
+        assert!(reply.body["code"].is_string(), "{:?}", reply.body);
+    }
+    assert!(hail_api::metadata::is_task_endpoint(&path));
+    assert!(!hail_api::metadata::is_task_endpoint("/media/video/x.mp4"));
 }

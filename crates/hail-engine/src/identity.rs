@@ -153,10 +153,9 @@ impl Identity {
     fn mac(&self, task_id: &str) -> String {
         // The root secret keys the MAC: whoever can compute an id could as
         // well use the root keys.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(
-            self.inner.root.secret_access_key.as_bytes(),
-        )
-        .expect("HMAC takes keys of any length");
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(self.inner.root.secret_access_key.as_bytes())
+                .expect("HMAC takes keys of any length");
         mac.update(b"hail task credentials ");
         mac.update(task_id.as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..16])
@@ -207,7 +206,8 @@ impl Identity {
         let _minting = self.inner.mint.lock().await;
         let now = self.now_millis();
         let ttl = i64::try_from(self.inner.ttl.as_millis()).unwrap_or(i64::MAX);
-        let fresh_enough = |c: &TaskCredentials| c.role_arn == role_arn && c.expires_at - now > ttl / 5;
+        let fresh_enough =
+            |c: &TaskCredentials| c.role_arn == role_arn && c.expires_at - now > ttl / 5;
         {
             let state = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
             let newest = state
@@ -361,7 +361,8 @@ mod tests {
         }
     }
 
-    const TASK: &str = "arn:aws:ecs:us-east-1:000000000000:task/default/0123456789abcdef0123456789abcdef";
+    const TASK: &str =
+        "arn:aws:ecs:us-east-1:000000000000:task/default/0123456789abcdef0123456789abcdef";
     const ROLE: &str = "arn:aws:iam::000000000000:role/thumbs";
 
     async fn identity(clock: Arc<FixedClock>) -> (tempfile::TempDir, Identity) {
@@ -398,9 +399,14 @@ mod tests {
         let thumb = vec!["arn:aws:s3:::media/thumbnail/a.png".to_owned()];
         let video = vec!["arn:aws:s3:::media/video/a.mp4".to_owned()];
 
-        assert!(id.authorize("ROOT", None, "s3:DeleteBucket", &video).is_ok());
+        assert!(id
+            .authorize("ROOT", None, "s3:DeleteBucket", &video)
+            .is_ok());
         let c = id.credentials_for(TASK, ROLE).await.unwrap();
-        assert_eq!(id.secret_for(&c.access_key_id), Some(c.secret_access_key.clone()));
+        assert_eq!(
+            id.secret_for(&c.access_key_id),
+            Some(c.secret_access_key.clone())
+        );
         let token = Some(c.session_token.as_str());
         id.authorize(&c.access_key_id, token, "s3:PutObject", &thumb)
             .unwrap();
@@ -448,7 +454,8 @@ mod tests {
         assert!(!id.holds_credentials(TASK));
         assert_eq!(id.secret_for(&rotated.access_key_id), None);
         assert!(matches!(
-            id.credentials_for(TASK, "arn:aws:iam::000000000000:role/none").await,
+            id.credentials_for(TASK, "arn:aws:iam::000000000000:role/none")
+                .await,
             Err(CredentialsError::NoSuchRole(_))
         ));
     }

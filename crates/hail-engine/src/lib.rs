@@ -30,8 +30,8 @@ use serde_json::Value;
 pub use error::EngineError;
 pub use identity::Identity;
 pub use native::triggers::{BucketNotifications, NotificationError, NotificationRule};
-pub use triggers::TriggerController;
 pub use tasks::TaskController;
+pub use triggers::TriggerController;
 
 /// The control plane: the store holding desired and observed state, the
 /// region and account its resources' ARNs name, and the clock that stamps

@@ -879,8 +879,8 @@ impl TaskMetadataSource for TaskMetadataService {
         if view.task.last_status == TaskStatus::Stopped {
             return Err(MetadataError::NotFound);
         }
-        let role_arn = task_role_arn(&view.task, view.definition.as_ref())
-            .ok_or(MetadataError::NotFound)?;
+        let role_arn =
+            task_role_arn(&view.task, view.definition.as_ref()).ok_or(MetadataError::NotFound)?;
         let creds = identity
             .credentials_for(&view.task.task_arn, &role_arn)
             .await

@@ -205,12 +205,8 @@ impl TriggerController {
             .engine
             .store()
             .read(move |conn| {
-                let running = triggers::list_invocations(
-                    conn,
-                    &name,
-                    InvocationStatus::Running,
-                    u32::MAX,
-                )?;
+                let running =
+                    triggers::list_invocations(conn, &name, InvocationStatus::Running, u32::MAX)?;
                 let mut with_tasks = Vec::with_capacity(running.len());
                 for inv in running {
                     let task = match inv.task_arn.as_deref().map(task_id_of) {
@@ -258,8 +254,8 @@ impl TriggerController {
             .store()
             .read(move |conn| {
                 let running =
-                    triggers::list_invocations(conn, &name, InvocationStatus::Running, max)?
-                        .len() as u32;
+                    triggers::list_invocations(conn, &name, InvocationStatus::Running, max)?.len()
+                        as u32;
                 let free = max.saturating_sub(running);
                 if free == 0 {
                     return Ok::<_, StoreError>(Vec::new());
@@ -319,8 +315,16 @@ impl TriggerController {
         })
     }
 
-    fn template_values(&self, trigger: &Trigger, inv: &Invocation) -> BTreeMap<&'static str, String> {
-        let record = inv.record.pointer("/Records/0").cloned().unwrap_or(Value::Null);
+    fn template_values(
+        &self,
+        trigger: &Trigger,
+        inv: &Invocation,
+    ) -> BTreeMap<&'static str, String> {
+        let record = inv
+            .record
+            .pointer("/Records/0")
+            .cloned()
+            .unwrap_or(Value::Null);
         let text = |ptr: &str| {
             record
                 .pointer(ptr)
@@ -560,7 +564,10 @@ mod tests {
         );
         let env = &request["overrides"]["containerOverrides"][0]["environment"];
         assert_eq!(env[0]["value"], "http://u");
-        assert_eq!(env[1]["value"], "thumbnail_my clip_20261128-231502_000042.png");
+        assert_eq!(
+            env[1]["value"],
+            "thumbnail_my clip_20261128-231502_000042.png"
+        );
         let _: RunTaskInput = hail_model::ecs::decode::decode_value(request).unwrap();
         assert!(invocation_of(&json!({"destination": "arn:aws:sqs:x"}), now).is_none());
     }

@@ -152,7 +152,9 @@ impl Policy {
                     || a.split_once(':').is_some_and(|(service, op)| {
                         !service.is_empty()
                             && !op.is_empty()
-                            && service.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                            && service
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                     });
                 if !ok {
                     return Err(format!(
@@ -252,8 +254,14 @@ mod tests {
     #[test]
     fn wildcards_match_as_iam_does() {
         assert!(wildcard_match("*", ""));
-        assert!(wildcard_match("arn:aws:s3:::media/*", "arn:aws:s3:::media/a/b.png"));
-        assert!(!wildcard_match("arn:aws:s3:::media/*", "arn:aws:s3:::media"));
+        assert!(wildcard_match(
+            "arn:aws:s3:::media/*",
+            "arn:aws:s3:::media/a/b.png"
+        ));
+        assert!(!wildcard_match(
+            "arn:aws:s3:::media/*",
+            "arn:aws:s3:::media"
+        ));
         assert!(wildcard_match("a?c", "abc"));
         assert!(!wildcard_match("a?c", "ac"));
         assert!(wildcard_match("*thumb*png", "x/thumbnail/y.png"));

@@ -16,4 +16,5 @@ pub mod arn;
 pub mod ecs;
 pub mod iam;
 pub mod ids;
+pub mod s3;
 pub mod triggers;

@@ -217,7 +217,13 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
 ];
 /// The filters templates may apply, left to right.
 pub const TEMPLATE_FILTERS: &[&str] = &[
-    "basename", "dirname", "stem", "ext", "lower", "upper", "urlencode",
+    "basename",
+    "dirname",
+    "stem",
+    "ext",
+    "lower",
+    "upper",
+    "urlencode",
 ];
 
 /// A template that failed to parse, or named what does not exist.
@@ -310,7 +316,9 @@ fn apply_filter(filter: &str, v: &str) -> String {
     let basename = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
     match filter {
         "basename" => basename(v),
-        "dirname" => v.rsplit_once('/').map_or(String::new(), |(d, _)| d.to_owned()),
+        "dirname" => v
+            .rsplit_once('/')
+            .map_or(String::new(), |(d, _)| d.to_owned()),
         "stem" => {
             let b = basename(v);
             match b.rsplit_once('.') {
@@ -455,7 +463,10 @@ mod tests {
         let arn = trigger_arn("us-east-1", "000000000000", "thumbs");
         assert_eq!(arn, "arn:aws:hail:us-east-1:000000000000:trigger/thumbs");
         assert_eq!(trigger_name_of(&arn), Some("thumbs"));
-        assert_eq!(trigger_name_of("arn:aws:lambda:us-east-1:0:function:x"), None);
+        assert_eq!(
+            trigger_name_of("arn:aws:lambda:us-east-1:0:function:x"),
+            None
+        );
         assert_eq!(retry_backoff_millis(1), 2000);
         assert_eq!(retry_backoff_millis(2), 4000);
         assert_eq!(retry_backoff_millis(40), 256_000);

@@ -42,7 +42,8 @@ pub fn get_role(conn: &Connection, name: &str) -> Result<Option<Role>> {
         })
         .optional()
         .ctx("get role")?;
-    doc.map(|d| parse_doc(&format!("role {name}"), &d)).transpose()
+    doc.map(|d| parse_doc(&format!("role {name}"), &d))
+        .transpose()
 }
 
 /// Every role, by name.
@@ -159,8 +160,11 @@ pub fn revoke_task(tx: &Transaction, task_arn: &str) -> Result<Vec<String>> {
 
 /// Forgets credentials that expired before `before` (millis).
 pub fn purge_expired(tx: &Transaction, before: i64) -> Result<usize> {
-    tx.execute("DELETE FROM task_credentials WHERE expires_at < ?1", [before])
-        .ctx("purge expired credentials")
+    tx.execute(
+        "DELETE FROM task_credentials WHERE expires_at < ?1",
+        [before],
+    )
+    .ctx("purge expired credentials")
 }
 
 #[cfg(test)]

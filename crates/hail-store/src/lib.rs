@@ -18,10 +18,11 @@
 
 pub mod client_tokens;
 pub mod clusters;
-pub mod identity;
 mod error;
+pub mod identity;
 pub mod logs;
 pub mod migrate;
+pub mod objects;
 pub mod outbox;
 pub mod page;
 pub mod tags;

@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "identity_triggers",
         sql: include_str!("../migrations/0004_identity_triggers.sql"),
     },
+    Migration {
+        version: 5,
+        name: "objects",
+        sql: include_str!("../migrations/0005_objects.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -129,9 +129,7 @@ fn invocations(
         .ctx("list invocations")?
         .collect::<Result<Vec<_>, _>>()
         .ctx("list invocations")?;
-    docs.iter()
-        .map(|d| parse_doc("invocation", d))
-        .collect()
+    docs.iter().map(|d| parse_doc("invocation", d)).collect()
 }
 
 /// A trigger's invocations in `status`, oldest first (by next attempt), at

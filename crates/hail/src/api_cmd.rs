@@ -35,6 +35,11 @@ pub async fn ecs(client: &Client, op: &str, body: Value) -> Result<Value, Client
     client.call(Service::Ecs, op, body).await
 }
 
+/// Calls an operation of Hail's native API (roles, triggers).
+pub async fn hail(client: &Client, op: &str, body: Value) -> Result<Value, ClientError> {
+    client.call(Service::Hail, op, body).await
+}
+
 /// Calls a CloudWatch Logs operation.
 pub async fn logs(client: &Client, op: &str, body: Value) -> Result<Value, ClientError> {
     client.call(Service::Logs, op, body).await

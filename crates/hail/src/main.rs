@@ -9,11 +9,13 @@ mod client;
 mod cluster_cmd;
 mod image_cmd;
 mod logs_cmd;
+mod role_cmd;
 mod runtime_cmd;
 mod server_cmd;
 mod table;
 mod task_cmd;
 mod taskdef_cmd;
+mod trigger_cmd;
 
 use std::path::PathBuf;
 
@@ -125,6 +127,20 @@ enum Command {
         #[command(subcommand)]
         cmd: task_cmd::TaskCommand,
     },
+    /// Roles: what tasks' credentials may do.
+    Role {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(subcommand)]
+        cmd: role_cmd::RoleCommand,
+    },
+    /// Triggers: objects landing in a bucket run tasks.
+    Trigger {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(subcommand)]
+        cmd: trigger_cmd::TriggerCommand,
+    },
     /// A task's output, from its CloudWatch Logs stream.
     Logs {
         #[command(flatten)]
@@ -180,6 +196,16 @@ fn main() -> anyhow::Result<()> {
         Command::Task { api, cmd } => {
             let rt = tokio::runtime::Runtime::new()?;
             exit_api(rt.block_on(task_cmd::run(&cli.data_dir, api, cmd)))
+        }
+        Command::Role { api, cmd } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let result = rt.block_on(role_cmd::run(&cli.data_dir, api, cmd));
+            exit_api(result.map(|()| 0))
+        }
+        Command::Trigger { api, cmd } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let result = rt.block_on(trigger_cmd::run(&cli.data_dir, api, cmd));
+            exit_api(result.map(|()| 0))
         }
         Command::Logs { api, args } => {
             let rt = tokio::runtime::Runtime::new()?;

@@ -10,11 +10,19 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use std::time::Duration;
 
-use hail_api::{ApiService, Clock, StaticCredentials, SystemClock};
+use hail_api::sign::Signer;
+use hail_api::{ApiService, Clock, SystemClock};
+use hail_engine::identity::RootKeys;
 use hail_engine::metadata::TaskMetadataService;
+use hail_engine::native::triggers::BoxFuture;
 use hail_engine::tasks::ControllerConfig;
-use hail_engine::{Engine, TaskController};
+use hail_engine::triggers::TriggerConfig;
+use hail_engine::{
+    BucketNotifications, Engine, Identity, NotificationError, NotificationRule, TaskController,
+    TriggerController,
+};
 use hail_model::arn::Scope;
+use hail_objects::{ObjectStore, ObjectsError};
 use hail_runtime::runtime::Runtime;
 use hail_store::Store;
 use serde::{Deserialize, Serialize};
@@ -49,6 +57,11 @@ pub struct ServerArgs {
     /// Let task definitions mount directories of this host (`volumes[].host.sourcePath`).
     #[arg(long)]
     pub allow_host_volumes: bool,
+    /// Life of the temporary credentials tasks get for their role
+    /// (seconds); they are rotated when a fifth of it is left.
+    #[arg(long, default_value_t = 21600, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(10..=43200))]
+    pub task_credentials_ttl: u64,
 }
 
 #[derive(clap::Args)]
@@ -170,38 +183,98 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
     let metadata_addr = metadata_listener
         .local_addr()
         .context("read the metadata endpoint's address")?;
-    let metadata = hail_api::metadata_router(Arc::new(TaskMetadataService::new(
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let identity = Identity::load(
         store.clone(),
-        runtime.clone(),
-    )));
-    tokio::spawn(async move {
-        let service = metadata.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(metadata_listener, service).await {
-            tracing::error!("task metadata endpoint stopped: {e}");
-        }
-    });
+        RootKeys {
+            access_key_id: creds.access_key_id.clone(),
+            secret_access_key: creds.secret_access_key.clone(),
+        },
+        Duration::from_secs(args.task_credentials_ttl),
+        clock.clone(),
+    )
+    .await
+    .context("load roles and task credentials")?;
+    // What tasks use to reach Hail: metadata, credentials and the APIs.
+    let task_endpoint = match metadata_addr.port() {
+        80 => format!("http://{}", metadata_addr.ip()),
+        _ => format!("http://{metadata_addr}"),
+    };
 
     let mut config = ControllerConfig::new(scope.region.clone());
     config.retention = Duration::from_secs(args.task_retention);
     config.environment.metadata_endpoint = Some(metadata_addr.to_string());
+    config.identity = Some(identity.clone());
     config.memory_capacity_mib = match args.task_memory {
         Some(mib) => Some(mib),
         None => host_memory_mib(),
     };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let controller = TaskController::new(store.clone(), runtime, clock.clone(), config);
+    let controller = TaskController::new(store.clone(), runtime.clone(), clock.clone(), config);
     tokio::spawn(controller.clone().run());
-    let engine = Engine::new(store, scope)
-        .with_clock(clock)
-        .with_tasks(controller);
-    let credentials =
-        StaticCredentials::new().with(creds.access_key_id.clone(), creds.secret_access_key);
-    let router = ApiService::new(
-        Arc::new(engine),
-        Arc::new(credentials),
-        Arc::new(SystemClock),
+    let objects = ObjectStore::open(
+        data_dir.join("objects"),
+        store.clone(),
+        scope.region.clone(),
     )
-    .into_router();
+    .context("open the object store")?;
+    {
+        let objects = objects.clone();
+        tokio::spawn(async move {
+            match objects.collect_garbage().await {
+                Ok(report) => tracing::info!(?report, "object store garbage collected"),
+                Err(e) => tracing::warn!("object store garbage collection: {e}"),
+            }
+        });
+    }
+    let engine = Engine::new(store.clone(), scope.clone())
+        .with_clock(clock.clone())
+        .with_tasks(controller)
+        .with_identity(identity.clone())
+        .with_notifications(Arc::new(TriggerRules(objects.clone())));
+    let triggers = TriggerController::new(
+        engine.clone(),
+        TriggerConfig {
+            task_endpoint: Some(task_endpoint),
+            signer: Some(Signer {
+                access_key_id: creds.access_key_id.clone(),
+                secret_access_key: creds.secret_access_key.clone(),
+                region: scope.region.clone(),
+                service: "s3".to_owned(),
+            }),
+            resync: Duration::from_secs(1),
+        },
+    );
+    tokio::spawn(triggers.clone().run());
+    let engine = engine.with_triggers(triggers);
+    let identity = Arc::new(identity);
+    let s3 = hail_api::s3::s3_service(objects, identity.clone(), identity.clone());
+    let api = ApiService::new(Arc::new(engine), identity.clone(), clock.clone())
+        .with_policy(identity.clone())
+        .with_s3(s3);
+
+    // The task endpoint serves the metadata and credentials paths, and the
+    // same APIs as the edge port for everything else.
+    let metadata =
+        Arc::new(TaskMetadataService::new(store, runtime).with_identity(identity.as_ref().clone()));
+    let task_api = api.clone();
+    let task_router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let metadata = metadata.clone();
+        let api = task_api.clone();
+        async move {
+            if hail_api::metadata::is_task_endpoint(request.uri().path()) {
+                hail_api::metadata::handle(metadata.as_ref(), request).await
+            } else {
+                api.handle(request).await
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let service = task_router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(metadata_listener, service).await {
+            tracing::error!("task endpoint stopped: {e}");
+        }
+    });
+    let router = api.into_router();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
@@ -229,6 +302,52 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
         .context("serve the API")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Triggers' rules, put on buckets of the object store.
+struct TriggerRules(ObjectStore);
+
+impl BucketNotifications for TriggerRules {
+    fn install<'a>(
+        &'a self,
+        bucket: &'a str,
+        rule: NotificationRule,
+    ) -> BoxFuture<'a, Result<(), NotificationError>> {
+        Box::pin(async move {
+            let rule = hail_model::s3::NotificationRule {
+                id: rule.id,
+                kind: hail_model::s3::RuleKind::Queue,
+                destination_arn: rule.destination_arn,
+                events: rule.events,
+                prefix: rule.prefix,
+                suffix: rule.suffix,
+            };
+            self.0
+                .put_notification_rule(bucket, rule)
+                .await
+                .map_err(notification_error(bucket))
+        })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        bucket: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), NotificationError>> {
+        Box::pin(async move {
+            self.0
+                .remove_notification_rule(bucket, id)
+                .await
+                .map_err(notification_error(bucket))
+        })
+    }
+}
+
+fn notification_error(bucket: &str) -> impl Fn(ObjectsError) -> NotificationError + '_ {
+    move |e| match e {
+        ObjectsError::NoSuchBucket => NotificationError::NoSuchBucket(bucket.to_owned()),
+        other => NotificationError::Failed(other.to_string()),
+    }
 }
 
 /// The host's physical memory, from /proc/meminfo's MemTotal.
@@ -299,5 +418,16 @@ fn shell_quote(value: &str) -> String {
         value.to_owned()
     } else {
         format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn triggers_read_the_topic_the_object_store_writes() {
+        assert_eq!(
+            hail_objects::NOTIFICATION_TOPIC,
+            hail_engine::triggers::NOTIFICATION_TOPIC
+        );
     }
 }

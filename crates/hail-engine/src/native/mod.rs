@@ -26,9 +26,7 @@ pub async fn dispatch(engine: &Engine, op: &str, body: Value) -> Result<Value, E
         "ListTriggerInvocations" => {
             output(triggers::list_invocations(engine, decode(op, body)?).await?)
         }
-        "RedriveTriggerInvocations" => {
-            output(triggers::redrive(engine, decode(op, body)?).await?)
-        }
+        "RedriveTriggerInvocations" => output(triggers::redrive(engine, decode(op, body)?).await?),
         _ => Err(EngineError::Unsupported {
             service: "hail",
             operation: op.to_owned(),

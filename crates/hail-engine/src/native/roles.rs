@@ -20,8 +20,9 @@ impl PolicyInput {
     fn parse(self) -> Result<Policy, EngineError> {
         let policy = match self {
             PolicyInput::Document(p) => p,
-            PolicyInput::Text(text) => serde_json::from_str(&text)
-                .map_err(|e| EngineError::invalid("policy", format!("not a policy document: {e}")))?,
+            PolicyInput::Text(text) => serde_json::from_str(&text).map_err(|e| {
+                EngineError::invalid("policy", format!("not a policy document: {e}"))
+            })?,
         };
         policy
             .validate()
@@ -78,11 +79,17 @@ fn not_found(name: &str) -> EngineError {
     }
 }
 
-pub async fn create_role(engine: &Engine, input: CreateRoleInput) -> Result<RoleOutput, EngineError> {
+pub async fn create_role(
+    engine: &Engine,
+    input: CreateRoleInput,
+) -> Result<RoleOutput, EngineError> {
     let identity = identity(engine)?;
     iam::validate_role_name(&input.role_name).map_err(|m| EngineError::invalid("roleName", m))?;
     if input.description.as_ref().is_some_and(|d| d.len() > 1000) {
-        return Err(EngineError::invalid("description", "at most 1000 characters"));
+        return Err(EngineError::invalid(
+            "description",
+            "at most 1000 characters",
+        ));
     }
     let role = Role {
         role_arn: iam::role_arn(&engine.scope().account, &input.role_name),

@@ -141,10 +141,9 @@ fn not_found(name: &str) -> EngineError {
 
 fn to_engine(e: NotificationError) -> EngineError {
     match e {
-        NotificationError::NoSuchBucket(b) => EngineError::invalid(
-            "bucket",
-            format!("bucket {b} does not exist"),
-        ),
+        NotificationError::NoSuchBucket(b) => {
+            EngineError::invalid("bucket", format!("bucket {b} does not exist"))
+        }
         NotificationError::Failed(m) => EngineError::invalid("bucket", m),
     }
 }
@@ -165,7 +164,10 @@ pub fn trigger_of(engine: &Engine, input: CreateTriggerInput) -> Result<Trigger,
     if let Some(bad) = events.iter().find(|e| !EVENT_NAMES.contains(&e.as_str())) {
         return Err(EngineError::invalid(
             "events",
-            format!("{bad:?} is not an S3 event name; known: {}", EVENT_NAMES.join(", ")),
+            format!(
+                "{bad:?} is not an S3 event name; known: {}",
+                EVENT_NAMES.join(", ")
+            ),
         ));
     }
     for (i, c) in input.overrides.container_overrides.iter().enumerate() {
@@ -307,7 +309,10 @@ pub async fn list_triggers(engine: &Engine) -> Result<ListTriggersOutput, Engine
     Ok(ListTriggersOutput { triggers })
 }
 
-pub async fn delete_trigger(engine: &Engine, input: TriggerNameInput) -> Result<Empty, EngineError> {
+pub async fn delete_trigger(
+    engine: &Engine,
+    input: TriggerNameInput,
+) -> Result<Empty, EngineError> {
     let trigger = load(engine, &input.trigger_name).await?;
     if let Some(notifications) = engine.notifications() {
         match notifications

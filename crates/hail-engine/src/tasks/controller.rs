@@ -435,14 +435,13 @@ async fn start(
             return Ok(false);
         }
     };
-    let LaunchPlan { spec, logs } =
-        match plan::plan(task, definition, &environment, max_runtime) {
-            Ok(plan) => plan,
-            Err(e) => {
-                fail(inner, id, e.0).await?;
-                return Ok(false);
-            }
-        };
+    let LaunchPlan { spec, logs } = match plan::plan(task, definition, &environment, max_runtime) {
+        Ok(plan) => plan,
+        Err(e) => {
+            fail(inner, id, e.0).await?;
+            return Ok(false);
+        }
+    };
     if let Err(reason) = ensure_images(inner, id, &spec).await? {
         fail(inner, id, reason).await?;
         return Ok(false);
