@@ -425,6 +425,7 @@ pub fn invocation_of(payload: &Value, now: Timestamp) -> Option<Invocation> {
         trigger_name,
         status: InvocationStatus::Queued,
         attempts: 0,
+        redrives: 0,
         next_attempt_at: now,
         task_arn: None,
         last_error: None,
@@ -473,7 +474,7 @@ pub fn run_task_request(
         "launchType": "FARGATE",
         "startedBy": format!("hail-trigger/{}", trigger.trigger_name),
         "overrides": overrides,
-        "clientToken": format!("{}.{attempt}", inv.invocation_id),
+        "clientToken": format!("{}.{}.{attempt}", inv.invocation_id, inv.redrives),
         "tags": [
             {"key": "hail:trigger", "value": trigger.trigger_name},
             {"key": "hail:invocation", "value": inv.invocation_id},
@@ -560,7 +561,7 @@ mod tests {
         let request = run_task_request(&trigger(), &inv, 2, &values).unwrap();
         assert_eq!(
             request["clientToken"],
-            "3f1c2a8e-0000-4000-8000-000000000001.2"
+            "3f1c2a8e-0000-4000-8000-000000000001.0.2"
         );
         let env = &request["overrides"]["containerOverrides"][0]["environment"];
         assert_eq!(env[0]["value"], "http://u");

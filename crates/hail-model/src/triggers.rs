@@ -147,8 +147,13 @@ pub struct Invocation {
     pub invocation_id: String,
     pub trigger_name: String,
     pub status: InvocationStatus,
-    /// Launches made so far.
+    /// Launches made so far (since the last re-drive).
     pub attempts: u32,
+    /// How often the invocation was re-driven from the dead-letter list;
+    /// part of its launches' client tokens, so a re-driven attempt starts
+    /// a new task rather than finding the old one.
+    #[serde(default)]
+    pub redrives: u32,
     /// When the next launch may be made (QUEUED only).
     pub next_attempt_at: Timestamp,
     /// The task of the latest launch.

@@ -219,6 +219,7 @@ mod tests {
             trigger_name: "thumbs".into(),
             status,
             attempts: 0,
+            redrives: 0,
             next_attempt_at: Timestamp::from_millis(next),
             task_arn: None,
             last_error: None,

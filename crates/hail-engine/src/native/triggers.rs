@@ -207,7 +207,10 @@ pub fn trigger_of(engine: &Engine, input: CreateTriggerInput) -> Result<Trigger,
         prefix: input.prefix.filter(|p| !p.is_empty()),
         suffix: input.suffix.filter(|s| !s.is_empty()),
         overrides: input.overrides,
-        network_configuration: input.network_configuration,
+        // Tasks of awsvpc definitions need one; Hail's own subnet by default.
+        network_configuration: Some(input.network_configuration.unwrap_or_else(
+            || serde_json::json!({"awsvpcConfiguration": {"subnets": ["subnet-hail"]}}),
+        )),
         max_concurrency: positive(
             "maxConcurrency",
             input.max_concurrency,
@@ -380,6 +383,7 @@ pub async fn redrive(engine: &Engine, input: RedriveInput) -> Result<RedriveOutp
                 }
                 inv.status = InvocationStatus::Queued;
                 inv.attempts = 0;
+                inv.redrives += 1;
                 inv.next_attempt_at = now;
                 inv.updated_at = now;
                 store::update_invocation(tx, &inv)?;
