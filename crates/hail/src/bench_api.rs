@@ -37,7 +37,7 @@ const IMAGE: &str = "hail.bench/stamp:latest";
 const FAMILY: &str = "bench-probe";
 
 /// The server under test, killed when the benchmark ends.
-struct BenchServer {
+pub(crate) struct BenchServer {
     child: Child,
 }
 
@@ -46,6 +46,43 @@ impl Drop for BenchServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `hail server` on `data_dir` with host flags `host` (own bridge,
+/// subnet, namespace prefix, cgroup root) on a free loopback port, and
+/// waits until it listens.
+pub(crate) async fn start_server(
+    data_dir: &Path,
+    host: &[&str],
+    more_host: &[&str],
+) -> anyhow::Result<(BenchServer, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let exe = std::env::current_exe()?;
+    let server = BenchServer {
+        child: Command::new(&exe)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(host)
+            .args(more_host)
+            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metadata-port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("start hail server")?,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("hail server did not listen on {endpoint}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((server, endpoint))
 }
 
 pub async fn run(args: RunTaskArgs) -> anyhow::Result<()> {
@@ -64,40 +101,17 @@ pub async fn run(args: RunTaskArgs) -> anyhow::Result<()> {
         &hail_runtime::progress::NoProgress,
     )?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let exe = std::env::current_exe()?;
-    let server = BenchServer {
-        child: Command::new(&exe)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args([
-                "--bridge",
-                "hailbench1",
-                "--subnet",
-                "10.216.4.0/22",
-                "--netns-prefix",
-                "hailbencha-",
-                "--cgroup-root",
-                "hail-bench-api",
-            ])
-            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metadata-port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("start hail server")?,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("hail server did not listen on {endpoint}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (server, endpoint) = start_server(
+        &data_dir,
+        &["--bridge", "hailbench1", "--subnet", "10.216.4.0/22"],
+        &[
+            "--netns-prefix",
+            "hailbencha-",
+            "--cgroup-root",
+            "hail-bench-api",
+        ],
+    )
+    .await?;
     let client = Arc::new(Client::for_data_dir(&data_dir, &endpoint)?);
     client
         .call(

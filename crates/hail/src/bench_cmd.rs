@@ -19,6 +19,8 @@ pub enum BenchCommand {
     Start(StartArgs),
     /// The ECS API path: RunTask over HTTP → the container's first instruction, vs `podman run`.
     RunTask(crate::bench_api::RunTaskArgs),
+    /// The object store: PUT/GET of 4 KiB and 1 MiB objects, 1 and N clients, vs the disk's fsync rate.
+    S3(crate::bench_s3::S3Args),
 }
 
 #[derive(Args)]
@@ -45,6 +47,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Start(args) => start_latency(args).await,
         BenchCommand::RunTask(args) => crate::bench_api::run(args).await,
+        BenchCommand::S3(args) => crate::bench_s3::run(args).await,
     }
 }
 
@@ -61,6 +64,18 @@ impl Series {
         v.sort_by(|a, b| a.total_cmp(b));
         let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
         v[rank.clamp(1, v.len()) - 1]
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.latencies_ms.len()
+    }
+
+    pub(crate) fn ops_per_sec(&self) -> f64 {
+        self.latencies_ms.len() as f64 / self.wall.as_secs_f64()
     }
 
     pub(crate) fn row(&self) -> String {

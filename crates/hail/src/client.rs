@@ -139,6 +139,41 @@ impl Client {
     }
 
     /// Calls `op` of `service` with `body`; the answer's JSON, or the API's error.
+    /// One signed S3 REST request (path style): its status and body.
+    pub async fn s3(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: bytes::Bytes,
+    ) -> Result<(http::StatusCode, bytes::Bytes), ClientError> {
+        let uri: http::Uri = format!("{}{path}", self.endpoint)
+            .parse()
+            .map_err(|e| ClientError::Transport(format!("{path}: {e}")))?;
+        let mut headers = http::HeaderMap::new();
+        Signer {
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            region: self.region.clone(),
+            service: Service::S3.signing_name().to_owned(),
+        }
+        .sign(&method, &uri, &mut headers, &body, SystemTime::now())
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let response = self
+            .http
+            .request(method, uri.to_string())
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(error_chain(&e)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(error_chain(&e)))?;
+        Ok((status, bytes))
+    }
+
     pub async fn call(
         &self,
         service: Service,

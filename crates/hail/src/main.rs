@@ -5,6 +5,7 @@
 mod api_cmd;
 mod bench_api;
 mod bench_cmd;
+mod bench_s3;
 mod client;
 mod cluster_cmd;
 mod image_cmd;
