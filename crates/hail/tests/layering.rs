@@ -9,6 +9,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hail-model", &[]),
     ("hail-store", &["hail-model"]),
     ("hail-runtime", &["hail-model"]),
+    ("hail-objects", &["hail-model", "hail-store"]),
     ("hail-api", &[]),
     (
         "hail-engine",
@@ -20,6 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "hail-model",
             "hail-store",
             "hail-runtime",
+            "hail-objects",
             "hail-api",
             "hail-engine",
         ],
