@@ -21,6 +21,8 @@ pub enum BenchCommand {
     RunTask(crate::bench_api::RunTaskArgs),
     /// The object store: PUT/GET of 4 KiB and 1 MiB objects, 1 and N clients, vs the disk's fsync rate.
     S3(crate::bench_s3::S3Args),
+    /// Container-on-Demand: upload acknowledged → thumbnail stored, vs the workshop's ffmpeg command.
+    Thumbnail(crate::bench_thumbs::ThumbnailArgs),
 }
 
 #[derive(Args)]
@@ -48,6 +50,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Start(args) => start_latency(args).await,
         BenchCommand::RunTask(args) => crate::bench_api::run(args).await,
         BenchCommand::S3(args) => crate::bench_s3::run(args).await,
+        BenchCommand::Thumbnail(args) => crate::bench_thumbs::run(args).await,
     }
 }
 

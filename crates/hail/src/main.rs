@@ -6,6 +6,7 @@ mod api_cmd;
 mod bench_api;
 mod bench_cmd;
 mod bench_s3;
+mod bench_thumbs;
 mod client;
 mod cluster_cmd;
 mod image_cmd;
