@@ -92,7 +92,7 @@ async fn call(
     client
         .call(service, op, body)
         .await
-        .with_context(|| format!("{op}"))?;
+        .with_context(|| op.to_string())?;
     Ok(())
 }
 
