@@ -66,12 +66,15 @@ for tool in mmdebstrap umoci tar sha256sum; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "build-image: mmdebstrap's root mode needs root" >&2; false; }
 
+step "find the Debian mirror"
 # The Debian mirror apt already uses: only Debian mirrors are reachable here.
 mirror="${DEBIAN_MIRROR:-}"
 if [ -z "$mirror" ]; then
+  shopt -s nullglob
   mirror="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
     sed -n -E 's/^(URIs:[[:space:]]*|deb[[:space:]]+(\[[^]]*\][[:space:]]+)?)([^[:space:]]+\/debian)\/?([[:space:]].*)?$/\3/p' |
-    head -n1)"
+    head -n1 || true)"
+  shopt -u nullglob
 fi
 mirror="${mirror:-http://deb.debian.org/debian}"
 sources=(
