@@ -29,6 +29,23 @@ struct Stack {
 }
 
 impl Stack {
+    /// Runs the `hail` CLI against this stack's server.
+    fn hail(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(HAIL)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .args(["--endpoint", &self.env["AWS_ENDPOINT_URL"]])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "hail {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     fn new(image: &str, server_flags: &[&str]) -> Stack {
         common::python();
         let tmp = tempfile::tempdir().unwrap();
@@ -222,6 +239,26 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
         }]}
     });
     let run_file = write_json(tmp.path(), "run-task.json", &run_input);
+
+    // The definition names a task role; until it exists the task cannot
+    // assume it and fails to start, as on ECS.
+    let out = aws(env, &["ecs", "run-task", "--cli-input-json", &run_file]).json();
+    let roleless = out["tasks"][0]["taskArn"].as_str().unwrap().to_owned();
+    let task = wait_for(env, &roleless, "STOPPED");
+    assert_eq!(task["stopCode"], "TaskFailedToStart", "{task:#}");
+    assert_eq!(
+        task["stoppedReason"],
+        "ResourceInitializationError: unable to assume the task role \
+         arn:aws:iam::000000000000:role/tom-thumb-task-role: no such role"
+    );
+    stack.hail(&[
+        "role",
+        "create",
+        "tom-thumb-task-role",
+        "--allow",
+        "s3:GetObject=arn:aws:s3:::videos/*",
+    ]);
+
     let out = aws(env, &["ecs", "run-task", "--cli-input-json", &run_file]).json();
     assert_eq!(out["failures"], json!([]));
     let task = &out["tasks"][0];
@@ -338,7 +375,16 @@ fn aws_cli_runs_the_tom_thumb_task_and_reports_how_it_ended() {
         ],
     )
     .json();
-    assert_eq!(stopped["taskArns"], json!([task_arn]));
+    let mut listed: Vec<&str> = stopped["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    listed.sort_unstable();
+    let mut expected = vec![task_arn.as_str(), roleless.as_str()];
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
     let running = aws(env, &["ecs", "list-tasks"]).json();
     assert_eq!(running["taskArns"], json!([]));
 }
@@ -597,11 +643,16 @@ fn stopped_tasks_are_forgotten_after_the_retention_period() {
     }
     let stack = Stack::new("hail.test/busybox:latest", &["--task-retention", "1"]);
     let (tmp, data_dir, env) = (&stack.tmp, &stack.data_dir, &stack.env);
-    register_sh(env, tmp.path(), "quick", json!({"command": ["true"]}));
+    register_sh(
+        env,
+        tmp.path(),
+        "quick",
+        json!({"command": ["sh", "-c", "sleep 2"]}),
+    );
     let task = run(env, "quick", &[]);
     let arn = task["taskArn"].as_str().unwrap();
     let id = arn.rsplit('/').next().unwrap();
-    wait_for(env, arn, "STOPPED");
+    wait_for(env, arn, "RUNNING");
     assert!(data_dir.join("tasks").join(id).exists());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -298,7 +298,7 @@ fn uploaded_videos_become_thumbnails_with_the_frame_ffmpeg_takes() {
     assert_eq!(inv["status"], "SUCCEEDED", "{inv}");
     let log = task_log(&stack, inv["taskArn"].as_str().unwrap());
     assert!(
-        log.contains("tom-thumb: wrote media/thumbnail/thumbnail_Zulko_moviepy_chaplin_"),
+        log.contains("tom-thumb: wrote s3://media/thumbnail/thumbnail_Zulko_moviepy_chaplin_"),
         "{log}"
     );
 }
