@@ -2,6 +2,7 @@
 //! events, with CloudWatch's names, limits, tokens and errors. Container
 //! output reaches these groups through [`shipper::LogShipper`].
 
+pub mod firelens;
 pub mod pattern;
 pub mod shipper;
 
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::{Engine, EngineError};
 
-pub use shipper::{LogShipper, ShipSource};
+pub use shipper::{LogShipper, ShipSink, ShipSource};
 
 /// The three ways a Logs request fails, as CloudWatch Logs names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

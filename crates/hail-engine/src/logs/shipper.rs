@@ -9,6 +9,10 @@
 //! twice, and after a restart the follower resumes where the store says. A
 //! size rotation (`NAME` → `NAME.1`) is followed: the rest of the rotated
 //! file is shipped before the new one.
+//!
+//! The same follower routes an `awsfirelens` container's output to the
+//! task's log router ([`super::firelens`]): there the batch goes over the
+//! wire first and the cursor moves once the router acknowledged it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,6 +27,7 @@ use hail_store::logs::{self as store_logs, InputEvent, ShipCursor};
 use hail_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::firelens::{FirelensRoute, Forwarder};
 use super::{LogsError, LogsErrorKind, MAX_EVENT_BYTES};
 use crate::EngineError;
 
@@ -38,9 +43,21 @@ pub struct ShipSource {
     pub container: String,
     /// The container's json-file log.
     pub path: PathBuf,
-    pub group: String,
-    pub stream: String,
+    pub sink: ShipSink,
 }
+
+/// Where a container's output is shipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShipSink {
+    /// `awslogs`: a CloudWatch Logs stream of this server.
+    CloudWatch { group: String, stream: String },
+    /// `awsfirelens`: the task's log router.
+    Firelens(FirelensRoute),
+}
+
+/// How long draining a stopped task's output waits for a log router that
+/// no longer answers; what it could not take stays in the task's log files.
+const ROUTER_DRAIN_WAIT: Duration = Duration::from_secs(3);
 
 enum Command {
     /// Ship everything written so far, answer, and stop.
@@ -80,7 +97,10 @@ impl LogShipper {
         source: &ShipSource,
         create_group: bool,
     ) -> Result<(), EngineError> {
-        let (group, stream) = (source.group.clone(), source.stream.clone());
+        let ShipSink::CloudWatch { group, stream } = &source.sink else {
+            return Ok(());
+        };
+        let (group, stream) = (group.clone(), stream.clone());
         let now = now_millis();
         self.store
             .write(move |tx| {
@@ -176,6 +196,12 @@ async fn run_follower(
             return;
         }
     };
+    let mut forwarder = match &source.sink {
+        ShipSink::CloudWatch { .. } => None,
+        ShipSink::Firelens(route) => Some(Forwarder::new(route.clone())),
+    };
+    // Only the first of a run of router failures is worth a warning.
+    let mut router_failing = false;
     loop {
         let drain = tokio::select! {
             _ = tokio::time::sleep(POLL) => None,
@@ -185,16 +211,18 @@ async fn run_follower(
                 None => return,
             },
         };
+        let give_up_at = tokio::time::Instant::now() + ROUTER_DRAIN_WAIT;
         // Ship until the file has nothing more; a drain must leave nothing behind.
         loop {
-            match ship_once(&store, &source, cursor).await {
+            match ship_once(&store, &source, cursor, forwarder.as_mut()).await {
                 Ok((next, more)) => {
                     cursor = next;
+                    router_failing = false;
                     if !more {
                         break;
                     }
                 }
-                Err(StoreError::Conflict { .. }) => {
+                Err(ShipError::Store(StoreError::Conflict { .. })) => {
                     let (task, container) = (source.task_id.clone(), source.container.clone());
                     match store
                         .read(move |conn| store_logs::get_cursor(conn, &task, &container))
@@ -207,7 +235,22 @@ async fn run_follower(
                         }
                     }
                 }
-                Err(e) => {
+                Err(ShipError::Router(e)) => {
+                    if !router_failing {
+                        tracing::info!(
+                            task = %source.task_id,
+                            container = %source.container,
+                            "log router not reachable yet: {e}"
+                        );
+                    }
+                    router_failing = true;
+                    // Retried on the next poll; while draining, for a while.
+                    if drain.is_none() || tokio::time::Instant::now() >= give_up_at {
+                        break;
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(ShipError::Store(e)) => {
                     tracing::warn!(task = %source.task_id, container = %source.container, "ship logs: {e}");
                     break;
                 }
@@ -228,13 +271,28 @@ async fn run_follower(
     }
 }
 
-/// Reads one batch past `cursor` and commits it with the cursor that
-/// follows it. Returns the new cursor and whether more may be waiting.
+enum ShipError {
+    Store(StoreError),
+    /// The log router did not take the batch; nothing moved.
+    Router(std::io::Error),
+}
+
+impl From<StoreError> for ShipError {
+    fn from(e: StoreError) -> Self {
+        ShipError::Store(e)
+    }
+}
+
+/// Reads one batch past `cursor` and delivers it — committed as events
+/// with the cursor that follows it, or acknowledged by the log router and
+/// then the cursor committed. Returns the new cursor and whether more may
+/// be waiting.
 async fn ship_once(
     store: &Store,
     source: &ShipSource,
     cursor: ShipCursor,
-) -> Result<(ShipCursor, bool), StoreError> {
+    forwarder: Option<&mut Forwarder>,
+) -> Result<(ShipCursor, bool), ShipError> {
     let path = source.path.clone();
     let read = tokio::task::spawn_blocking(move || read_batch(&path, cursor))
         .await
@@ -245,18 +303,31 @@ async fn ship_once(
     let batch = match read {
         Ok(b) => b,
         Err(e) => {
-            return Err(StoreError::InvalidArgument {
+            return Err(ShipError::Store(StoreError::InvalidArgument {
                 what: source.path.display().to_string(),
                 reason: e.to_string(),
-            })
+            }))
         }
     };
     if batch.cursor == cursor {
         return Ok((cursor, false));
     }
-    let events = to_events(&batch.records);
+    let events = match (&source.sink, forwarder) {
+        (ShipSink::CloudWatch { group, stream }, _) => {
+            Some((group.clone(), stream.clone(), to_events(&batch.records)))
+        }
+        (ShipSink::Firelens(_), Some(forwarder)) => {
+            forwarder
+                .send(&batch.records)
+                .await
+                .map_err(ShipError::Router)?;
+            None
+        }
+        (ShipSink::Firelens(_), None) => {
+            return Err(ShipError::Router(std::io::ErrorKind::NotConnected.into()))
+        }
+    };
     let (task, container) = (source.task_id.clone(), source.container.clone());
-    let (group, stream) = (source.group.clone(), source.stream.clone());
     let next = batch.cursor;
     store
         .write(move |tx| {
@@ -269,7 +340,7 @@ async fn ship_once(
                     what: format!("log cursor of {task}/{container} moved"),
                 });
             }
-            if !events.is_empty() {
+            if let Some((group, stream, events)) = events.filter(|(_, _, e)| !e.is_empty()) {
                 match store_logs::put_events(tx, &group, &stream, &events, now_millis()) {
                     Ok(()) => {}
                     // The user deleted the group or stream: its output has
@@ -444,13 +515,18 @@ mod tests {
             task_id: TASK.into(),
             container: "app".into(),
             path: dir.join("tasks").join(TASK).join("logs").join("app.log"),
-            group: "/ecs/app".into(),
-            stream: format!("ecs/app/{TASK}"),
+            sink: ShipSink::CloudWatch {
+                group: "/ecs/app".into(),
+                stream: format!("ecs/app/{TASK}"),
+            },
         }
     }
 
     async fn messages(store: &Store, s: &ShipSource) -> Vec<String> {
-        let (g, st) = (s.group.clone(), s.stream.clone());
+        let ShipSink::CloudWatch { group, stream } = &s.sink else {
+            unreachable!("a CloudWatch source")
+        };
+        let (g, st) = (group.clone(), stream.clone());
         store
             .read(move |conn| {
                 store_logs::get_events(

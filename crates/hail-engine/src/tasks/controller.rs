@@ -17,6 +17,7 @@
 //! ```
 
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +33,8 @@ use tokio::sync::Notify;
 use super::observe;
 use super::plan::{self, LaunchPlan, TaskEnvironment};
 use crate::identity::Identity;
-use crate::logs::{LogShipper, ShipSource};
+use crate::logs::firelens::{FirelensRoute, FORWARD_PORT};
+use crate::logs::{LogShipper, ShipSink, ShipSource};
 
 /// How the controller behaves; the server fills it from its flags.
 #[derive(Debug, Clone)]
@@ -309,7 +311,7 @@ async fn drive(inner: &Arc<Inner>, id: &str, launch: Option<Launch>) -> Result<(
             {
                 // Only the log destinations are used here, which the
                 // credentials endpoint does not change.
-                follow_logs(inner, id, &plan.logs);
+                follow_logs(inner, id, &plan.logs, task_address(&status));
             }
             if status.phase.is_final() {
                 inner.shipper.drain(id).await;
@@ -447,16 +449,23 @@ async fn start(
         return Ok(false);
     }
     for dest in &logs {
-        let source = ship_source(inner, id, dest);
-        if let Err(e) = inner.shipper.prepare(&source, dest.create_group).await {
-            fail(inner, id, e.to_string()).await?;
-            return Ok(false);
+        let plan::LogSink::CloudWatch { create_group, .. } = &dest.sink else {
+            continue;
+        };
+        if let Some(source) = ship_source(inner, id, dest, None) {
+            if let Err(e) = inner.shipper.prepare(&source, *create_group).await {
+                fail(inner, id, e.to_string()).await?;
+                return Ok(false);
+            }
         }
     }
-    follow_logs(inner, id, &logs);
+    // CloudWatch streams follow at once; routed output once the task (and
+    // so its router's address) exists.
+    follow_logs(inner, id, &logs, None);
     let started = std::time::Instant::now();
     match inner.runtime.start_task(&spec).await {
         Ok(status) => {
+            follow_logs(inner, id, &logs, task_address(&status));
             let start_ms = started.elapsed().as_secs_f64() * 1e3;
             record(inner, id, move |t, now| observe::apply(t, &status, now)).await?;
             tracing::debug!(
@@ -601,20 +610,50 @@ async fn supervise(inner: &Arc<Inner>, id: &str) -> Result<(), WorkerError> {
     Ok(())
 }
 
-fn ship_source(inner: &Inner, id: &str, dest: &plan::LogDestination) -> ShipSource {
-    ShipSource {
+/// Where `dest`'s output goes; `None` for routed output while the task's
+/// address is unknown.
+fn ship_source(
+    inner: &Inner,
+    id: &str,
+    dest: &plan::LogDestination,
+    task_address: Option<IpAddr>,
+) -> Option<ShipSource> {
+    let sink = match &dest.sink {
+        plan::LogSink::CloudWatch { group, stream, .. } => ShipSink::CloudWatch {
+            group: group.clone(),
+            stream: stream.clone(),
+        },
+        plan::LogSink::Firelens { fields, .. } => ShipSink::Firelens(FirelensRoute {
+            router: SocketAddr::new(task_address?, FORWARD_PORT),
+            tag: FirelensRoute::tag_for(&dest.container, id),
+            fields: fields.clone(),
+        }),
+    };
+    Some(ShipSource {
         task_id: id.to_owned(),
         container: dest.container.clone(),
         path: inner.runtime.log_path(id, &dest.container),
-        group: dest.group.clone(),
-        stream: dest.stream.clone(),
+        sink,
+    })
+}
+
+/// Follows every destination it can (following one twice is a no-op).
+fn follow_logs(
+    inner: &Inner,
+    id: &str,
+    logs: &[plan::LogDestination],
+    task_address: Option<IpAddr>,
+) {
+    for dest in logs {
+        if let Some(source) = ship_source(inner, id, dest, task_address) {
+            inner.shipper.follow(source);
+        }
     }
 }
 
-fn follow_logs(inner: &Inner, id: &str, logs: &[plan::LogDestination]) {
-    for dest in logs {
-        inner.shipper.follow(ship_source(inner, id, dest));
-    }
+/// The task's address on the host's task network, where its log router listens.
+fn task_address(status: &hail_runtime::task::TaskStatus) -> Option<IpAddr> {
+    status.network.as_ref().and_then(|n| n.ip).map(IpAddr::V4)
 }
 
 /// Applies `change` to the stored task in one write transaction (read and

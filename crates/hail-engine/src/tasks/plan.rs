@@ -19,14 +19,28 @@ use hail_runtime::spec::{
 /// ECS's default time between SIGTERM and SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where an `awslogs` container's output is shipped.
+/// Where a container's output is shipped beyond the task's own log files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogDestination {
     pub container: String,
-    pub group: String,
-    pub stream: String,
-    /// `awslogs-create-group: "true"`: create the group when it is missing.
-    pub create_group: bool,
+    pub sink: LogSink,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSink {
+    /// `awslogs`: a CloudWatch Logs stream.
+    CloudWatch {
+        group: String,
+        stream: String,
+        /// `awslogs-create-group: "true"`: create the group when it is missing.
+        create_group: bool,
+    },
+    /// `awsfirelens`: the task's log router container, with the fields
+    /// FireLens adds to each record.
+    Firelens {
+        router: String,
+        fields: Vec<(String, String)>,
+    },
 }
 
 /// A task ready to hand to the runtime.
@@ -75,6 +89,11 @@ pub fn plan(
         effective_containers(def, task.overrides.as_ref()).map_err(|e| init_error(e.message))?;
     let mut containers = Vec::with_capacity(effective.len());
     let mut logs = Vec::new();
+    let router = def
+        .container_definitions
+        .iter()
+        .find(|c| c.firelens_configuration.is_some())
+        .map(|c| c.name().to_owned());
     for c in effective {
         let d = &c.definition;
         if !c.environment_files.is_empty() {
@@ -89,8 +108,24 @@ pub fn plan(
                 c.name
             )));
         }
+        let mut routed_to = None;
         if let Some(log) = &d.log_configuration {
-            if let Some(dest) = log_destination(&id, &c.name, log)? {
+            if log.log_driver == "awsfirelens" {
+                let router = router.clone().ok_or_else(|| {
+                    init_error(format!(
+                        "container {}: the awsfirelens log driver needs a log router container",
+                        c.name
+                    ))
+                })?;
+                routed_to = Some(router.clone());
+                logs.push(LogDestination {
+                    container: c.name.clone(),
+                    sink: LogSink::Firelens {
+                        router,
+                        fields: firelens_fields(task, &c.name),
+                    },
+                });
+            } else if let Some(dest) = log_destination(&id, &c.name, log)? {
                 logs.push(dest);
             }
         }
@@ -143,6 +178,16 @@ pub fn plan(
                 })
             })
             .collect::<Result<_, _>>()?;
+        // As on ECS, a container whose output goes to the log router starts
+        // after it (and so stops before it).
+        if let Some(router) = routed_to {
+            if !spec.depends_on.iter().any(|dep| dep.container == router) {
+                spec.depends_on.push(Dependency {
+                    container: router,
+                    condition: DependencyCondition::Start,
+                });
+            }
+        }
         spec.ulimits = d
             .ulimits
             .iter()
@@ -346,12 +391,34 @@ pub fn log_destination(
     };
     Ok(Some(LogDestination {
         container: container.to_owned(),
-        group: group.to_owned(),
-        stream,
-        create_group: log
-            .option("awslogs-create-group")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        sink: LogSink::CloudWatch {
+            group: group.to_owned(),
+            stream,
+            create_group: log
+                .option("awslogs-create-group")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        },
     }))
+}
+
+/// The task's fields FireLens adds to each record of `container`.
+fn firelens_fields(task: &Task, container: &str) -> Vec<(String, String)> {
+    let cluster = task
+        .cluster_arn
+        .rsplit('/')
+        .next()
+        .unwrap_or(&task.cluster_arn);
+    let definition = task
+        .task_definition_arn
+        .rsplit('/')
+        .next()
+        .unwrap_or(&task.task_definition_arn);
+    vec![
+        ("container_name".to_owned(), container.to_owned()),
+        ("ecs_cluster".to_owned(), cluster.to_owned()),
+        ("ecs_task_arn".to_owned(), task.task_arn.clone()),
+        ("ecs_task_definition".to_owned(), definition.to_owned()),
+    ]
 }
 
 #[cfg(test)]
@@ -470,9 +537,11 @@ mod tests {
             plan.logs,
             vec![LogDestination {
                 container: "tom-thumb-container".into(),
-                group: "/ecs/tom-thumb".into(),
-                stream: format!("ecs/tom-thumb-container/{ID}"),
-                create_group: true,
+                sink: LogSink::CloudWatch {
+                    group: "/ecs/tom-thumb".into(),
+                    stream: format!("ecs/tom-thumb-container/{ID}"),
+                    create_group: true,
+                },
             }]
         );
         assert_eq!(t.last_status, TaskStatus::Provisioning);
@@ -561,7 +630,44 @@ mod tests {
             secret_options: None,
         };
         let dest = log_destination(ID, "app", &log).unwrap().unwrap();
-        assert_eq!(dest.stream, format!("app/{ID}"));
-        assert!(!dest.create_group);
+        assert_eq!(
+            dest.sink,
+            LogSink::CloudWatch {
+                group: "g".into(),
+                stream: format!("app/{ID}"),
+                create_group: false
+            }
+        );
+    }
+
+    #[test]
+    fn firelens_containers_route_to_the_router_and_start_after_it() {
+        let def = definition(json!({
+            "family": "routed",
+            "containerDefinitions": [
+                {"name": "app", "image": "busybox", "memory": 64,
+                 "logConfiguration": {"logDriver": "awsfirelens", "options": {"Name": "stdout"}}},
+                {"name": "router", "image": "busybox", "memory": 64, "essential": false,
+                 "firelensConfiguration": {"type": "fluentbit"}}
+            ]
+        }));
+        let t = task(&def, json!(null));
+        let planned = plan(&t, &def, &env(), None).unwrap();
+        assert_eq!(
+            planned.spec.containers[0].depends_on,
+            vec![Dependency {
+                container: "router".into(),
+                condition: DependencyCondition::Start
+            }]
+        );
+        let LogSink::Firelens { router, fields } = &planned.logs[0].sink else {
+            panic!("{:?}", planned.logs)
+        };
+        assert_eq!(router, "router");
+        let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(field("container_name"), Some("app"));
+        assert_eq!(field("ecs_task_arn"), Some(t.task_arn.as_str()));
+        assert!(field("ecs_task_definition").is_some_and(|d| d.starts_with("routed:")));
+        assert_eq!(field("ecs_cluster"), Some("default"));
     }
 }

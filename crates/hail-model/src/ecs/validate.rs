@@ -235,6 +235,7 @@ pub fn validate_task_definition(
         }
     }
     validate_dependencies(containers)?;
+    validate_log_routing(containers)?;
 
     let size = validate_task_size(input)?;
 
@@ -450,6 +451,76 @@ fn validate_container(
                     ));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// FireLens: a container logging with `awsfirelens` needs the task's log
+/// router — exactly one container with `firelensConfiguration` — which
+/// cannot route its own output to itself.
+fn validate_log_routing(containers: &[ContainerDefinition]) -> Result<(), ValidationError> {
+    let routers: Vec<usize> = containers
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.firelens_configuration.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    if let [_, second, ..] = routers[..] {
+        return Err(ValidationError::client(
+            format!("containerDefinitions[{second}].firelensConfiguration"),
+            "only one container of a task definition can have a firelensConfiguration \
+             (the task's log router)",
+        ));
+    }
+    if let Some(&r) = routers.first() {
+        let router = &containers[r];
+        let kind = router
+            .firelens_configuration
+            .as_ref()
+            .map_or("", |f| f.firelens_type.as_str());
+        if !matches!(kind, "fluentbit" | "fluentd") {
+            return Err(ValidationError::client(
+                format!("containerDefinitions[{r}].firelensConfiguration.type"),
+                format!(
+                    "container {:?}: firelensConfiguration type {kind:?} is not one of fluentbit, \
+                     fluentd",
+                    router.name()
+                ),
+            ));
+        }
+    }
+    for (i, c) in containers.iter().enumerate() {
+        let firelens = c
+            .log_configuration
+            .as_ref()
+            .is_some_and(|l| l.log_driver == "awsfirelens");
+        if !firelens {
+            continue;
+        }
+        let at = format!("containerDefinitions[{i}].logConfiguration.logDriver");
+        match routers.first() {
+            None => {
+                return Err(ValidationError::client(
+                    at,
+                    format!(
+                        "container {:?} uses the awsfirelens log driver, which needs a log \
+                         router container (one with a firelensConfiguration) in the task definition",
+                        c.name()
+                    ),
+                ))
+            }
+            Some(&r) if r == i => {
+                return Err(ValidationError::client(
+                    at,
+                    format!(
+                        "container {:?} is the log router and cannot send its own output to \
+                         itself with awsfirelens",
+                        c.name()
+                    ),
+                ))
+            }
+            Some(_) => {}
         }
     }
     Ok(())

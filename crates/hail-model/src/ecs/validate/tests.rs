@@ -450,9 +450,57 @@ fn log_configuration_rules() {
                 .remove("awslogs-region");
         },
     );
-    for driver in LOG_DRIVERS.iter().filter(|d| **d != "awslogs") {
+    for driver in LOG_DRIVERS
+        .iter()
+        .filter(|d| !["awslogs", "awsfirelens"].contains(d))
+    {
         check(|d| container(d)["logConfiguration"] = json!({"logDriver": driver})).unwrap();
     }
+}
+
+#[test]
+fn log_routing_rules() {
+    let firelens = json!({"logDriver": "awsfirelens", "options": {"Name": "stdout"}});
+    let with_router = |d: &mut Value, kind: &str| {
+        let mut router = side("log-router");
+        router["firelensConfiguration"] = json!({"type": kind});
+        d["containerDefinitions"]
+            .as_array_mut()
+            .unwrap()
+            .push(router);
+    };
+    check(|d| {
+        with_router(d, "fluentbit");
+        container(d)["logConfiguration"] = firelens.clone();
+    })
+    .unwrap();
+    fails(
+        "containerDefinitions[0].logConfiguration.logDriver",
+        "needs a log router container",
+        |d| container(d)["logConfiguration"] = firelens.clone(),
+    );
+    fails(
+        "containerDefinitions[1].firelensConfiguration.type",
+        "\"vector\"",
+        |d| with_router(d, "vector"),
+    );
+    fails(
+        "containerDefinitions[2].firelensConfiguration",
+        "only one container",
+        |d| {
+            with_router(d, "fluentbit");
+            with_router(d, "fluentd");
+            d["containerDefinitions"][2]["name"] = json!("second-router");
+        },
+    );
+    fails(
+        "containerDefinitions[1].logConfiguration.logDriver",
+        "cannot send its own output",
+        |d| {
+            with_router(d, "fluentbit");
+            d["containerDefinitions"][1]["logConfiguration"] = firelens.clone();
+        },
+    );
 }
 
 #[test]
