@@ -21,6 +21,7 @@ pub enum ErrorCode {
     // Shared by the JSON 1.1 APIs (ECS, Application Auto Scaling, Logs).
     AccessDeniedException,
     ClientException,
+    ClusterContainsServicesException,
     ClusterContainsTasksException,
     ClusterNotFoundException,
     ConcurrentUpdateException,
@@ -61,6 +62,7 @@ impl ErrorCode {
         match self {
             AccessDeniedException => "AccessDeniedException",
             ClientException => "ClientException",
+            ClusterContainsServicesException => "ClusterContainsServicesException",
             ClusterContainsTasksException => "ClusterContainsTasksException",
             ClusterNotFoundException => "ClusterNotFoundException",
             ConcurrentUpdateException => "ConcurrentUpdateException",
@@ -114,6 +116,7 @@ impl ErrorCode {
             NotImplemented => StatusCode::NOT_IMPLEMENTED,
             AccessDeniedException
             | ClientException
+            | ClusterContainsServicesException
             | ClusterContainsTasksException
             | ClusterNotFoundException
             | ConcurrentUpdateException

@@ -234,7 +234,7 @@ pub(crate) const LOGS: &[&str] = &[
     "UpdateScheduledQuery",
 ];
 
-/// Hail's native API: roles and triggers.
+/// Hail's native API: roles, triggers, service pause and resume.
 pub(crate) const HAIL: &[&str] = &[
     "CreateRole",
     "CreateTrigger",
@@ -245,6 +245,8 @@ pub(crate) const HAIL: &[&str] = &[
     "ListRoles",
     "ListTriggerInvocations",
     "ListTriggers",
+    "PauseService",
     "PutRolePolicy",
     "RedriveTriggerInvocations",
+    "ResumeService",
 ];

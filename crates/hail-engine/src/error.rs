@@ -27,6 +27,8 @@ pub enum EngineError {
     },
     #[error("cluster {name} not found")]
     ClusterNotFound { name: String },
+    #[error("The Cluster cannot be deleted while Services are active.")]
+    ClusterContainsServices { name: String },
     #[error("cluster {name} cannot be deleted while {count} of its tasks are not stopped")]
     ClusterContainsTasks { name: String, count: u64 },
     /// DescribeTaskDefinition named no registered revision; ECS's wording,
@@ -49,6 +51,12 @@ pub enum EngineError {
     /// StopTask named no task of the cluster; ECS's wording.
     #[error("The referenced task was not found.")]
     TaskNotFound,
+    /// A service operation named no service of the cluster; ECS's wording.
+    #[error("Service not found.")]
+    ServiceNotFound,
+    /// UpdateService on a service being deleted; ECS's wording.
+    #[error("Service was not ACTIVE.")]
+    ServiceNotActive,
     /// A tagging operation named a resource that does not exist.
     #[error("The specified resource is not found: {arn}")]
     ResourceNotFound { arn: String },
@@ -102,7 +110,12 @@ impl From<EngineError> for ApiError {
                 }
             },
             EngineError::ClusterNotFound { .. } => ErrorCode::ClusterNotFoundException,
+            EngineError::ServiceNotFound => ErrorCode::ServiceNotFoundException,
+            EngineError::ServiceNotActive => ErrorCode::ServiceNotActiveException,
             EngineError::ClusterContainsTasks { .. } => ErrorCode::ClusterContainsTasksException,
+            EngineError::ClusterContainsServices { .. } => {
+                ErrorCode::ClusterContainsServicesException
+            }
             EngineError::TaskDefinitionNotDescribed { .. }
             | EngineError::TaskDefinitionMissing { .. }
             | EngineError::TaskDefinitionNotFound => ErrorCode::ClientException,

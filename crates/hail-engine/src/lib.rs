@@ -16,6 +16,7 @@ pub mod identity;
 pub mod logs;
 pub mod metadata;
 pub mod native;
+pub mod services;
 pub mod tasks;
 pub mod triggers;
 
@@ -30,6 +31,7 @@ use serde_json::Value;
 pub use error::EngineError;
 pub use identity::Identity;
 pub use native::triggers::{BucketNotifications, NotificationError, NotificationRule};
+pub use services::{ServiceController, TargetRegistry};
 pub use tasks::TaskController;
 pub use triggers::TriggerController;
 
@@ -50,6 +52,8 @@ pub struct Engine {
     notifications: Option<Arc<dyn BucketNotifications>>,
     /// Runs triggers' tasks; woken when an invocation is re-driven.
     triggers: Option<TriggerController>,
+    /// Keeps services' tasks running; woken when a service changes.
+    services: Option<ServiceController>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -72,6 +76,7 @@ impl Engine {
             identity: None,
             notifications: None,
             triggers: None,
+            services: None,
         }
     }
 
@@ -103,6 +108,23 @@ impl Engine {
 
     pub fn triggers(&self) -> Option<&TriggerController> {
         self.triggers.as_ref()
+    }
+
+    /// This engine keeping services running through `controller`.
+    pub fn with_services(mut self, controller: ServiceController) -> Self {
+        self.services = Some(controller);
+        self
+    }
+
+    pub fn services(&self) -> Option<&ServiceController> {
+        self.services.as_ref()
+    }
+
+    /// Asks the service controller for a pass soon.
+    pub fn wake_services(&self) {
+        if let Some(s) = &self.services {
+            s.wake();
+        }
     }
 
     /// This engine running tasks through `controller`.

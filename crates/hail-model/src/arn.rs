@@ -51,6 +51,10 @@ impl Scope {
         format!("{}:task-definition/{family}:{revision}", self.prefix())
     }
 
+    pub fn service_arn(&self, cluster: &str, service: &str) -> String {
+        format!("{}:service/{cluster}/{service}", self.prefix())
+    }
+
     pub fn task_arn(&self, cluster: &str, task_id: &str) -> String {
         format!("{}:task/{cluster}/{task_id}", self.prefix())
     }
@@ -124,6 +128,11 @@ pub enum EcsResource {
         cluster: Option<String>,
         id: String,
     },
+    /// A service, in the new ARN format (`service/<cluster>/<name>`).
+    Service {
+        cluster: String,
+        name: String,
+    },
     /// `cluster` and `task` are `None` for an old-format ARN.
     Container {
         cluster: Option<String>,
@@ -189,6 +198,10 @@ impl EcsArn {
                 cluster: Some(check_cluster(cluster).map_err(|r| err(&r))?),
                 id: check_id(id).map_err(|r| err(&r))?,
             },
+            ("service", [cluster, name]) => EcsResource::Service {
+                cluster: check_cluster(cluster).map_err(|r| err(&r))?,
+                name: check_cluster(name).map_err(|_| err("the service name is not valid"))?,
+            },
             ("container", [id]) => EcsResource::Container {
                 cluster: None,
                 task: None,
@@ -199,12 +212,13 @@ impl EcsArn {
                 task: Some(check_id(task).map_err(|r| err(&r))?),
                 id: check_id(id).map_err(|r| err(&r))?,
             },
-            ("cluster" | "task-definition" | "task" | "container", _) => {
+            ("cluster" | "task-definition" | "task" | "service" | "container", _) => {
                 return Err(err("the resource path has the wrong number of segments"))
             }
             _ => {
                 return Err(err(
-                    "the resource type is not cluster, task-definition, task or container",
+                    "the resource type is not cluster, task-definition, task, service or \
+                     container",
                 ))
             }
         };
@@ -234,6 +248,7 @@ impl fmt::Display for EcsArn {
                 Some(c) => write!(f, "task/{c}/{id}"),
                 None => write!(f, "task/{id}"),
             },
+            EcsResource::Service { cluster, name } => write!(f, "service/{cluster}/{name}"),
             EcsResource::Container { cluster, task, id } => match (cluster, task) {
                 (Some(c), Some(t)) => write!(f, "container/{c}/{t}/{id}"),
                 _ => write!(f, "container/{id}"),

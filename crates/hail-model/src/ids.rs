@@ -8,6 +8,25 @@ pub fn new_task_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A new service deployment id: `ecs-svc/` and 19 digits, as ECS names
+/// deployments (and its tasks' `startedBy`).
+pub fn new_deployment_id() -> String {
+    format!("ecs-svc/{}", random_string(b"0123456789", 19))
+}
+
+/// A new id for a service event: a UUID-shaped random string.
+pub fn new_event_id() -> String {
+    let hex = new_task_id();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 const KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

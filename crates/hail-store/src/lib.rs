@@ -25,6 +25,7 @@ pub mod migrate;
 pub mod objects;
 pub mod outbox;
 pub mod page;
+pub mod services;
 pub mod tags;
 pub mod task_definitions;
 pub mod tasks;

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "objects",
         sql: include_str!("../migrations/0005_objects.sql"),
     },
+    Migration {
+        version: 6,
+        name: "services",
+        sql: include_str!("../migrations/0006_services.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

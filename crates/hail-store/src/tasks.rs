@@ -338,6 +338,36 @@ pub fn reserved_memory_mib(conn: &Connection) -> Result<u64> {
     Ok(u64::try_from(total.unwrap_or(0)).unwrap_or(0))
 }
 
+/// The tasks of service `service_name` in the cluster whose lastStatus is
+/// not STOPPED, oldest first: what the service controller reconciles.
+pub fn list_unfinished_of_service(
+    conn: &Connection,
+    cluster_arn: &str,
+    service_name: &str,
+) -> Result<Vec<StoredTask>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, doc, version FROM tasks
+             WHERE cluster_arn = ?1 AND service_name = ?2 AND last_status != 'STOPPED'
+             ORDER BY created_at, seq",
+        )
+        .ctx("list service tasks")?;
+    let rows = stmt
+        .query_map(params![cluster_arn, service_name], |r: &Row| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u64>(2)?,
+            ))
+        })
+        .ctx("list service tasks")?
+        .collect::<Result<Vec<_>, _>>()
+        .ctx("list service tasks")?;
+    rows.into_iter()
+        .map(|(id, doc, v)| stored(&format!("task {id}"), (doc, v)))
+        .collect()
+}
+
 /// Every task whose lastStatus is not STOPPED, oldest first: what the engine
 /// must re-adopt or reconcile after a restart.
 pub fn list_unfinished(conn: &Connection) -> Result<Vec<StoredTask>> {

@@ -14,6 +14,7 @@ mod logs_cmd;
 mod role_cmd;
 mod runtime_cmd;
 mod server_cmd;
+mod service_cmd;
 mod table;
 mod task_cmd;
 mod taskdef_cmd;
@@ -129,6 +130,13 @@ enum Command {
         #[command(subcommand)]
         cmd: task_cmd::TaskCommand,
     },
+    /// ECS services: list, show, scale, pause, resume.
+    Service {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(subcommand)]
+        cmd: service_cmd::ServiceCommand,
+    },
     /// Roles: what tasks' credentials may do.
     Role {
         #[command(flatten)]
@@ -198,6 +206,11 @@ fn main() -> anyhow::Result<()> {
         Command::Task { api, cmd } => {
             let rt = tokio::runtime::Runtime::new()?;
             exit_api(rt.block_on(task_cmd::run(&cli.data_dir, api, cmd)))
+        }
+        Command::Service { api, cmd } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let result = rt.block_on(service_cmd::run(&cli.data_dir, api, cmd));
+            exit_api(result.map(|()| 0))
         }
         Command::Role { api, cmd } => {
             let rt = tokio::runtime::Runtime::new()?;

@@ -18,8 +18,8 @@ use hail_engine::native::triggers::BoxFuture;
 use hail_engine::tasks::ControllerConfig;
 use hail_engine::triggers::TriggerConfig;
 use hail_engine::{
-    BucketNotifications, Engine, Identity, NotificationError, NotificationRule, TaskController,
-    TriggerController,
+    BucketNotifications, Engine, Identity, NotificationError, NotificationRule, ServiceController,
+    TaskController, TriggerController,
 };
 use hail_model::arn::Scope;
 use hail_objects::{ObjectStore, ObjectsError};
@@ -245,7 +245,9 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
         },
     );
     tokio::spawn(triggers.clone().run());
-    let engine = engine.with_triggers(triggers);
+    let services = ServiceController::new(engine.clone(), None);
+    tokio::spawn(services.clone().run());
+    let engine = engine.with_triggers(triggers).with_services(services);
     let identity = Arc::new(identity);
     let s3 = hail_api::s3::s3_service(objects, identity.clone(), identity.clone());
     let api = ApiService::new(Arc::new(engine), identity.clone(), clock.clone())

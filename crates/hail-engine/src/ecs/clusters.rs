@@ -5,7 +5,7 @@ use hail_model::arn::cluster_name;
 use hail_model::ecs::{
     Cluster, ClusterStatus, CreateClusterInput, Failure, TaskStatus, DEFAULT_CLUSTER_NAME,
 };
-use hail_store::{clusters, tags, tasks, Connection};
+use hail_store::{clusters, services, tags, tasks, Connection};
 use serde::{Deserialize, Serialize};
 
 use crate::{Engine, EngineError};
@@ -181,6 +181,9 @@ pub async fn delete_cluster(
             let cluster = clusters::get(tx, &name)?
                 .filter(|c| c.status != ClusterStatus::Inactive)
                 .ok_or_else(|| EngineError::ClusterNotFound { name: name.clone() })?;
+            if services::count_live(tx, &cluster.cluster_arn)? > 0 {
+                return Err(EngineError::ClusterContainsServices { name });
+            }
             let unstopped: u64 = tasks::count_by_last_status(tx, &cluster.cluster_arn)?
                 .into_iter()
                 .filter(|(status, _)| *status != TaskStatus::Stopped)
@@ -207,7 +210,7 @@ fn resolve(engine: &Engine, field: &'static str, value: &str) -> Result<String, 
 
 /// `cluster` with its task counts read from the store: RUNNING tasks are
 /// running; those still on their way there (PROVISIONING, PENDING,
-/// ACTIVATING) are pending. Services do not exist yet, so none are active.
+/// ACTIVATING) are pending; services not yet INACTIVE are active.
 fn with_counts(conn: &Connection, mut cluster: Cluster) -> Result<Cluster, EngineError> {
     let counts = tasks::count_by_last_status(conn, &cluster.cluster_arn)?;
     let count = |statuses: &[TaskStatus]| -> u32 {
@@ -220,7 +223,8 @@ fn with_counts(conn: &Connection, mut cluster: Cluster) -> Result<Cluster, Engin
         TaskStatus::Pending,
         TaskStatus::Activating,
     ]);
-    cluster.active_services_count = 0;
+    cluster.active_services_count =
+        u32::try_from(services::count_live(conn, &cluster.cluster_arn)?).unwrap_or(u32::MAX);
     Ok(cluster)
 }
 
@@ -483,9 +487,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn other_operations_are_refused_by_name() {
         let (_dir, engine) = engine();
-        let err = call(&engine, "CreateService", json!({})).await.unwrap_err();
+        let err = call(&engine, "CreateTaskSet", json!({})).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::UnknownOperationException);
-        assert!(err.message().contains("CreateService"), "{}", err.message());
+        assert!(err.message().contains("CreateTaskSet"), "{}", err.message());
         let ctx = RequestContext {
             request_id: "r".into(),
             access_key_id: "AKIA".into(),

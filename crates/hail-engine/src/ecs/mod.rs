@@ -1,6 +1,7 @@
 //! The ECS API (`AmazonEC2ContainerServiceV20141113.*`): operation dispatch.
 
 pub mod clusters;
+pub mod services;
 pub mod tagging;
 pub mod task_definitions;
 pub mod tasks;
@@ -38,6 +39,11 @@ pub async fn dispatch(engine: &Engine, op: &str, body: Value) -> Result<Value, E
         "DescribeTasks" => output(tasks::describe_tasks(engine, decode(op, body)?).await?),
         "ListTasks" => output(tasks::list_tasks(engine, decode(op, body)?).await?),
         "StopTask" => output(tasks::stop_task(engine, decode(op, body)?).await?),
+        "CreateService" => output(services::create_service(engine, decode(op, body)?).await?),
+        "UpdateService" => output(services::update_service(engine, decode(op, body)?).await?),
+        "DeleteService" => output(services::delete_service(engine, decode(op, body)?).await?),
+        "DescribeServices" => output(services::describe_services(engine, decode(op, body)?).await?),
+        "ListServices" => output(services::list_services(engine, decode(op, body)?).await?),
         "TagResource" => output(tagging::tag_resource(engine, decode(op, body)?).await?),
         "UntagResource" => output(tagging::untag_resource(engine, decode(op, body)?).await?),
         "ListTagsForResource" => {

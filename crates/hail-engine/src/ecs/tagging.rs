@@ -1,10 +1,10 @@
 //! TagResource, UntagResource and ListTagsForResource on ECS resources:
-//! clusters, task definitions and tasks, named by ARN.
+//! clusters, task definitions, tasks and services, named by ARN.
 
 use hail_model::arn::{EcsArn, EcsResource};
 use hail_model::ecs::tags::validate_tags;
 use hail_model::ecs::{Tag, ValidationError};
-use hail_store::{clusters, tags, task_definitions, tasks, Connection};
+use hail_store::{clusters, services, tags, task_definitions, tasks, Connection};
 use serde::{Deserialize, Serialize};
 
 use crate::{Engine, EngineError};
@@ -126,6 +126,13 @@ fn ensure_exists(conn: &Connection, arn: &EcsArn, given: &str) -> Result<(), Eng
             revision: Some(revision),
         } => task_definitions::get(conn, family, *revision)?.is_some(),
         EcsResource::Task { id, .. } => tasks::get(conn, id)?.is_some(),
+        EcsResource::Service { cluster, name } => {
+            let cluster_arn = clusters::get(conn, cluster)?.map(|c| c.cluster_arn);
+            match cluster_arn {
+                Some(c) => services::get_live(conn, &c, name)?.is_some(),
+                None => false,
+            }
+        }
         EcsResource::TaskDefinition { revision: None, .. } | EcsResource::Container { .. } => false,
     };
     if found {

@@ -291,7 +291,7 @@ enum Outcome {
 }
 
 /// The ARN of the ACTIVE cluster `name`; ClusterNotFoundException otherwise.
-fn active_cluster_arn(conn: &Connection, name: &str) -> Result<String, EngineError> {
+pub(crate) fn active_cluster_arn(conn: &Connection, name: &str) -> Result<String, EngineError> {
     match clusters::get(conn, name)? {
         Some(c) if c.status == ClusterStatus::Active => Ok(c.cluster_arn),
         _ => Err(EngineError::ClusterNotFound {
@@ -302,7 +302,7 @@ fn active_cluster_arn(conn: &Connection, name: &str) -> Result<String, EngineErr
 
 /// The revision a RunTask names: the given one, or the family's latest
 /// ACTIVE revision.
-fn find_definition(
+pub(crate) fn find_definition(
     conn: &Connection,
     reference: &TaskDefinitionRef,
 ) -> Result<TaskDefinition, EngineError> {

@@ -19,6 +19,12 @@ pub async fn dispatch(engine: &Engine, op: &str, body: Value) -> Result<Value, E
         "ListRoles" => output(roles::list_roles(engine).await?),
         "PutRolePolicy" => output(roles::put_role_policy(engine, decode(op, body)?).await?),
         "DeleteRole" => output(roles::delete_role(engine, decode(op, body)?).await?),
+        "PauseService" => {
+            output(crate::ecs::services::pause_service(engine, decode(op, body)?).await?)
+        }
+        "ResumeService" => {
+            output(crate::ecs::services::resume_service(engine, decode(op, body)?).await?)
+        }
         "CreateTrigger" => output(triggers::create_trigger(engine, decode(op, body)?).await?),
         "DescribeTrigger" => output(triggers::describe_trigger(engine, decode(op, body)?).await?),
         "ListTriggers" => output(triggers::list_triggers(engine).await?),

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod decode;
+pub mod service;
 pub mod tags;
 pub mod task;
 pub mod task_definition;
@@ -11,6 +12,7 @@ pub mod validate;
 
 pub use cluster::{Cluster, ClusterStatus, CreateClusterInput, DEFAULT_CLUSTER_NAME};
 pub use decode::{decode, DecodeError};
+pub use service::{Deployment, Service, ServiceStatus};
 pub use tags::Tag;
 pub use task::{
     effective_containers, Container, EffectiveContainer, Failure, RunTaskInput, StopCode, Task,

@@ -1,0 +1,570 @@
+//! ECS services through `hail server` with the real `aws` CLI and real
+//! containers: the workshop's service file creates a service that keeps its
+//! desired count running, replaces a task killed from outside, rolls a new
+//! revision in within its deployment limits, scales, pauses and resumes,
+//! rolls back a failing deployment with the circuit breaker, and drains on
+//! delete — each step read back as ECS reports it.
+
+mod server_support;
+
+#[path = "../../hail-runtime/tests/common/mod.rs"]
+mod images;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use server_support::{aws, common, hail_env, Server, HAIL};
+
+const CLUSTER: &str = "bean-counter-cluster";
+const SERVICE: &str = "bean-counter-service";
+const FAMILY: &str = "bean-counter-service-task";
+
+struct Stack {
+    tmp: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+    env: HashMap<String, String>,
+    _server: Server,
+}
+
+impl Stack {
+    fn new() -> Stack {
+        common::python();
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let server = Server::start_with(&data_dir, server_support::host::HostNames::unique(1), &[]);
+        let env = hail_env(&data_dir, &server.endpoint);
+        let tar = tmp.path().join("busybox.tar");
+        images::write_busybox_rootfs_tar(&tar);
+        let out = std::process::Command::new(HAIL)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["image", "import", "hail.test/busybox:latest"])
+            .arg(&tar)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stack = Stack {
+            tmp,
+            data_dir,
+            env,
+            _server: server,
+        };
+        stack.aws(&["ecs", "create-cluster", "--cluster-name", CLUSTER]);
+        stack
+    }
+
+    fn aws(&self, args: &[&str]) -> Value {
+        aws(&self.env, args).json()
+    }
+
+    fn aws_err(&self, args: &[&str]) -> String {
+        let out = aws(&self.env, args);
+        assert!(!out.success, "{args:?} succeeded: {}", out.stdout);
+        out.stderr
+    }
+
+    fn file(&self, name: &str, value: &Value) -> String {
+        let path = self.tmp.path().join(name);
+        std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+        format!("file://{}", path.display())
+    }
+
+    /// Registers a revision whose container serves HTTP on 8080 (or runs `script`).
+    fn register(&self, marker: &str, script: Option<&str>) -> String {
+        let command = script.map_or_else(
+            || format!("mkdir -p /srv/{marker} && echo {marker} > /srv/{marker}/index.html && exec httpd -f -p 8080 -h /srv/{marker}"),
+            str::to_owned,
+        );
+        let def = json!({
+            "family": FAMILY,
+            "networkMode": "awsvpc",
+            "requiresCompatibilities": ["FARGATE"],
+            "cpu": "256",
+            "memory": "512",
+            "containerDefinitions": [{
+                "name": "bean-counter-container",
+                "image": "hail.test/busybox:latest",
+                "essential": true,
+                "stopTimeout": 2,
+                "command": ["sh", "-c", command],
+                "portMappings": [{"containerPort": 8080, "protocol": "tcp"}]
+            }]
+        });
+        let file = self.file(&format!("{marker}.json"), &def);
+        self.aws(&["ecs", "register-task-definition", "--cli-input-json", &file])["taskDefinition"]
+            ["taskDefinitionArn"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn describe(&self) -> Value {
+        let out = self.aws(&[
+            "ecs",
+            "describe-services",
+            "--cluster",
+            CLUSTER,
+            "--services",
+            SERVICE,
+            "--include",
+            "TAGS",
+        ]);
+        assert_eq!(out["failures"], json!([]), "{out:#}");
+        out["services"][0].clone()
+    }
+
+    /// Polls DescribeServices until `done` holds.
+    fn until(&self, what: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.describe();
+            if done(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "never {what}: {s:#}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn running_tasks(&self) -> Vec<Value> {
+        let arns = self.aws(&[
+            "ecs",
+            "list-tasks",
+            "--cluster",
+            CLUSTER,
+            "--service-name",
+            SERVICE,
+            "--desired-status",
+            "RUNNING",
+        ])["taskArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>();
+        if arns.is_empty() {
+            return Vec::new();
+        }
+        let mut args = vec![
+            "ecs",
+            "describe-tasks",
+            "--cluster",
+            CLUSTER,
+            "--include",
+            "TAGS",
+            "--tasks",
+        ];
+        args.extend(arns.iter().map(String::as_str));
+        self.aws(&args)["tasks"].as_array().unwrap().clone()
+    }
+
+    fn hail(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(HAIL)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .args(["--endpoint", &self.env["AWS_ENDPOINT_URL"]])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "hail {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn steady(desired: u64) -> impl Fn(&Value) -> bool {
+    move |s: &Value| {
+        s["runningCount"] == desired
+            && s["pendingCount"] == 0
+            && s["deployments"].as_array().is_some_and(|d| d.len() == 1)
+            && s["deployments"][0]["rolloutState"] == "COMPLETED"
+    }
+}
+
+fn messages(service: &Value) -> Vec<String> {
+    service["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The workshop's service file, as `aws ecs create-service --cli-input-json` takes it.
+fn workshop_service(desired: u32) -> Value {
+    json!({
+        "cluster": CLUSTER,
+        "serviceName": SERVICE,
+        "taskDefinition": FAMILY,
+        "loadBalancers": [{
+            "targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/bean-counter-tg/0123456789abcdef",
+            "containerName": "bean-counter-container",
+            "containerPort": 8080
+        }],
+        "desiredCount": desired,
+        "launchType": "FARGATE",
+        "platformVersion": "LATEST",
+        "deploymentConfiguration": {"maximumPercent": 100, "minimumHealthyPercent": 50},
+        "networkConfiguration": {"awsvpcConfiguration": {
+            "subnets": ["subnet-0a1b2c3d"],
+            "securityGroups": ["sg-0a1b2c3d"],
+            "assignPublicIp": "ENABLED"
+        }},
+        "tags": [{"key": "app", "value": "bean-counter"}],
+        "enableECSManagedTags": true,
+        "propagateTags": "SERVICE"
+    })
+}
+
+/// Kills the container process serving `marker` from outside Hail.
+fn kill_one(marker: &str) -> u32 {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", &format!("httpd -f -p 8080 -h /srv/{marker}")])
+        .output()
+        .unwrap();
+    let pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .expect("a container process to kill")
+        .trim()
+        .parse()
+        .unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    pid
+}
+
+#[test]
+fn the_workshop_service_keeps_its_tasks_running_rolls_scales_pauses_and_drains() {
+    if !images::containers_available() {
+        return;
+    }
+    let stack = Stack::new();
+    let rev1 = stack.register("rev1", None);
+    let file = stack.file("service.json", &workshop_service(2));
+    let created =
+        stack.aws(&["ecs", "create-service", "--cli-input-json", &file])["service"].clone();
+    assert_eq!(created["serviceName"], SERVICE);
+    assert_eq!(
+        created["serviceArn"],
+        format!("arn:aws:ecs:us-east-1:000000000000:service/{CLUSTER}/{SERVICE}")
+    );
+    assert_eq!(created["status"], "ACTIVE");
+    assert_eq!(created["desiredCount"], 2);
+    assert_eq!(created["taskDefinition"], rev1);
+    assert_eq!(created["launchType"], "FARGATE");
+    assert_eq!(created["deploymentConfiguration"]["maximumPercent"], 100);
+    assert_eq!(created["deployments"][0]["status"], "PRIMARY");
+    assert_eq!(created["deployments"][0]["rolloutState"], "IN_PROGRESS");
+    let deployment1 = created["deployments"][0]["id"].as_str().unwrap().to_owned();
+    assert!(deployment1.starts_with("ecs-svc/"), "{deployment1}");
+
+    let service = stack.until("steady at 2", 60, steady(2));
+    let words = messages(&service);
+    assert!(
+        words
+            .iter()
+            .any(|m| m.starts_with(&format!("(service {SERVICE}) has started 2 tasks: (task "))),
+        "{words:?}"
+    );
+    assert_eq!(
+        words[0],
+        format!("(service {SERVICE}) has reached a steady state.")
+    );
+    assert_eq!(
+        service["tags"],
+        json!([{"key": "app", "value": "bean-counter"}])
+    );
+    let tasks = stack.running_tasks();
+    assert_eq!(tasks.len(), 2);
+    for t in &tasks {
+        assert_eq!(t["startedBy"], deployment1.as_str());
+        assert_eq!(t["group"], format!("service:{SERVICE}"));
+        assert_eq!(t["lastStatus"], "RUNNING");
+        assert_eq!(
+            t["tags"],
+            json!([{"key": "app", "value": "bean-counter"}]),
+            "propagated from the service"
+        );
+    }
+    let listed = stack.aws(&["ecs", "list-services", "--cluster", CLUSTER]);
+    assert_eq!(listed["serviceArns"], json!([created["serviceArn"]]));
+    let cluster = stack.aws(&["ecs", "describe-clusters", "--clusters", CLUSTER]);
+    assert_eq!(cluster["clusters"][0]["activeServicesCount"], 1);
+    assert!(stack
+        .aws_err(&["ecs", "delete-cluster", "--cluster", CLUSTER])
+        .contains("ClusterContainsServicesException"));
+
+    // A task killed from outside is replaced.
+    kill_one("rev1");
+    let service = stack.until("replaced the killed task", 60, |s| {
+        s["deployments"][0]["failedTasks"] == 1 && steady(2)(s)
+    });
+    assert!(
+        messages(&service)
+            .iter()
+            .filter(|m| m.contains("has started 1 tasks"))
+            .count()
+            >= 1
+    );
+
+    // A new revision rolls in: never fewer than one running (50 % of 2),
+    // never more than two (100 %).
+    let rev2 = stack.register("rev2", None);
+    let updated = stack.aws(&[
+        "ecs",
+        "update-service",
+        "--cluster",
+        CLUSTER,
+        "--service",
+        SERVICE,
+        "--task-definition",
+        &rev2,
+    ])["service"]
+        .clone();
+    assert_eq!(updated["deployments"].as_array().unwrap().len(), 2);
+    assert_eq!(updated["deployments"][0]["status"], "PRIMARY");
+    assert_eq!(updated["deployments"][1]["status"], "ACTIVE");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = stack.describe();
+        let running = s["runningCount"].as_u64().unwrap();
+        let pending = s["pendingCount"].as_u64().unwrap();
+        assert!(running >= 1, "fewer than the minimum healthy: {s:#}");
+        assert!(running + pending <= 2, "more than the maximum: {s:#}");
+        if steady(2)(&s) && s["taskDefinition"] == rev2.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rollout never finished: {s:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tasks = stack.running_tasks();
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["taskDefinitionArn"] == rev2.as_str()),
+        "{tasks:#?}"
+    );
+
+    // Scale out, then pause and resume.
+    stack.aws(&[
+        "ecs",
+        "update-service",
+        "--cluster",
+        CLUSTER,
+        "--service",
+        SERVICE,
+        "--desired-count",
+        "3",
+    ]);
+    stack.until("steady at 3", 60, steady(3));
+    let paused = stack.hail(&["service", "pause", SERVICE, "--cluster", CLUSTER]);
+    assert!(paused.contains("paused"), "{paused}");
+    stack.until("paused", 60, |s| {
+        s["desiredCount"] == 0 && s["runningCount"] == 0
+    });
+    // The count to come back to is Hail's own field, which the aws CLI
+    // leaves out; Hail's CLI shows it.
+    let shown: Value = serde_json::from_str(&stack.hail(&[
+        "service",
+        "show",
+        SERVICE,
+        "--cluster",
+        CLUSTER,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(shown["hailPausedDesiredCount"], 3);
+    assert!(stack.running_tasks().is_empty());
+    stack.hail(&["service", "resume", SERVICE, "--cluster", CLUSTER]);
+    stack.until("resumed at 3", 60, steady(3));
+
+    // Delete: refused while scaled above 0, then forced: drains to INACTIVE.
+    let err = stack.aws_err(&[
+        "ecs",
+        "delete-service",
+        "--cluster",
+        CLUSTER,
+        "--service",
+        SERVICE,
+    ]);
+    assert!(
+        err.contains("InvalidParameterException") && err.contains("scaled above 0"),
+        "{err}"
+    );
+    let deleted = stack.aws(&[
+        "ecs",
+        "delete-service",
+        "--cluster",
+        CLUSTER,
+        "--service",
+        SERVICE,
+        "--force",
+    ]);
+    assert_eq!(deleted["service"]["status"], "DRAINING");
+    let gone = stack.until("inactive", 60, |s| s["status"] == "INACTIVE");
+    assert_eq!(gone["runningCount"], 0);
+    let stopped = stack.aws(&[
+        "ecs",
+        "list-tasks",
+        "--cluster",
+        CLUSTER,
+        "--desired-status",
+        "STOPPED",
+    ]);
+    let arns: Vec<&str> = stopped["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut args = vec!["ecs", "describe-tasks", "--cluster", CLUSTER, "--tasks"];
+    args.extend(arns.iter().take(100));
+    let described = stack.aws(&args);
+    let by_scheduler = described["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["stopCode"] == "ServiceSchedulerInitiated")
+        .count();
+    assert!(by_scheduler >= 3, "{described:#}");
+    assert_eq!(
+        stack.aws(&["ecs", "list-services", "--cluster", CLUSTER])["serviceArns"],
+        json!([])
+    );
+    // The name is free again, and the cluster can go once no service is active.
+    let err = stack.aws_err(&[
+        "ecs",
+        "update-service",
+        "--cluster",
+        CLUSTER,
+        "--service",
+        SERVICE,
+        "--desired-count",
+        "1",
+    ]);
+    assert!(err.contains("ServiceNotFoundException"), "{err}");
+}
+
+#[test]
+fn a_failing_deployment_trips_the_circuit_breaker_and_rolls_back() {
+    if !images::containers_available() {
+        return;
+    }
+    let stack = Stack::new();
+    let good = stack.register("good", None);
+    let mut input = workshop_service(1);
+    input["deploymentConfiguration"] = json!({
+        "maximumPercent": 200, "minimumHealthyPercent": 100,
+        "deploymentCircuitBreaker": {"enable": true, "rollback": true}
+    });
+    input.as_object_mut().unwrap().remove("loadBalancers");
+    let file = stack.file("service.json", &input);
+    stack.aws(&["ecs", "create-service", "--cli-input-json", &file]);
+    stack.until("steady at 1", 60, steady(1));
+
+    let bad = stack.register("bad", Some("echo cannot start; exit 1"));
+    stack.aws(&[
+        "ecs",
+        "update-service",
+        "--cluster",
+        CLUSTER,
+        "--service",
+        SERVICE,
+        "--task-definition",
+        &bad,
+    ]);
+    let service = stack.until("rolled back", 120, |s| {
+        s["taskDefinition"] == good.as_str() && steady(1)(s)
+    });
+    let words = messages(&service);
+    assert!(
+        words
+            .iter()
+            .any(|m| m.contains("deployment failed: tasks failed to start")),
+        "{words:?}"
+    );
+    assert!(
+        words
+            .iter()
+            .any(|m| m.contains("rolling back to deployment")),
+        "{words:?}"
+    );
+    // The good task served throughout: minimum healthy 100 %.
+    let tasks = stack.running_tasks();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["taskDefinitionArn"], good.as_str());
+}
+
+#[test]
+fn bad_service_requests_get_ecs_errors_and_change_nothing() {
+    if !images::containers_available() {
+        return;
+    }
+    let stack = Stack::new();
+    stack.register("r", None);
+    let mut input = workshop_service(1);
+    input
+        .as_object_mut()
+        .unwrap()
+        .remove("networkConfiguration");
+    let file = stack.file("no-network.json", &input);
+    let err = stack.aws_err(&["ecs", "create-service", "--cli-input-json", &file]);
+    assert!(
+        err.contains("InvalidParameterException")
+            && err.contains("Network Configuration must be provided"),
+        "{err}"
+    );
+    let mut input = workshop_service(1);
+    input["loadBalancers"][0]["containerPort"] = json!(9090);
+    let file = stack.file("bad-port.json", &input);
+    let err = stack.aws_err(&["ecs", "create-service", "--cli-input-json", &file]);
+    assert!(err.contains("did not have a container port 9090"), "{err}");
+    let mut input = workshop_service(1);
+    input["cluster"] = json!("nowhere");
+    let file = stack.file("no-cluster.json", &input);
+    assert!(stack
+        .aws_err(&["ecs", "create-service", "--cli-input-json", &file])
+        .contains("ClusterNotFoundException"));
+    let mut input = workshop_service(1);
+    input["taskDefinition"] = json!("no-such-family");
+    let file = stack.file("no-def.json", &input);
+    assert!(stack
+        .aws_err(&["ecs", "create-service", "--cli-input-json", &file])
+        .contains("ClientException"));
+    let err = stack.aws_err(&[
+        "ecs",
+        "update-service",
+        "--cluster",
+        CLUSTER,
+        "--service",
+        "ghost",
+        "--desired-count",
+        "1",
+    ]);
+    assert!(err.contains("ServiceNotFoundException"), "{err}");
+    let missing = stack.aws(&[
+        "ecs",
+        "describe-services",
+        "--cluster",
+        CLUSTER,
+        "--services",
+        "ghost",
+    ]);
+    assert_eq!(missing["failures"][0]["reason"], "MISSING");
+    assert_eq!(
+        stack.aws(&["ecs", "list-services", "--cluster", CLUSTER])["serviceArns"],
+        json!([])
+    );
+}
