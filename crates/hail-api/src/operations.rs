@@ -234,14 +234,22 @@ pub(crate) const LOGS: &[&str] = &[
     "UpdateScheduledQuery",
 ];
 
-/// Hail's native API: roles, triggers, service pause and resume.
+/// Hail's native API: roles, triggers, load balancing, service pause and resume.
 pub(crate) const HAIL: &[&str] = &[
+    "CreateListener",
     "CreateRole",
+    "CreateTargetGroup",
     "CreateTrigger",
+    "DeleteListener",
     "DeleteRole",
+    "DeleteTargetGroup",
     "DeleteTrigger",
+    "DescribeListeners",
+    "DescribeTargetGroups",
+    "DescribeTargetHealth",
     "DescribeTrigger",
     "GetRole",
+    "GetTargetGroupMetrics",
     "ListRoles",
     "ListTriggerInvocations",
     "ListTriggers",

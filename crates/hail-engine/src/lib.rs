@@ -10,6 +10,7 @@
 //! Architecture invariant: this crate parses no HTTP; it sees operations, not
 //! requests.
 
+pub mod balancing;
 pub mod ecs;
 pub mod error;
 pub mod identity;
@@ -54,6 +55,8 @@ pub struct Engine {
     triggers: Option<TriggerController>,
     /// Keeps services' tasks running; woken when a service changes.
     services: Option<ServiceController>,
+    /// The load balancer; `None` for an engine without one.
+    balancing: Option<balancing::LoadBalancing>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -77,6 +80,7 @@ impl Engine {
             notifications: None,
             triggers: None,
             services: None,
+            balancing: None,
         }
     }
 
@@ -108,6 +112,16 @@ impl Engine {
 
     pub fn triggers(&self) -> Option<&TriggerController> {
         self.triggers.as_ref()
+    }
+
+    /// This engine balancing services' traffic with `balancing`.
+    pub fn with_balancing(mut self, balancing: balancing::LoadBalancing) -> Self {
+        self.balancing = Some(balancing);
+        self
+    }
+
+    pub fn balancing(&self) -> Option<&balancing::LoadBalancing> {
+        self.balancing.as_ref()
     }
 
     /// This engine keeping services running through `controller`.

@@ -14,6 +14,7 @@
 
 pub mod arn;
 pub mod ecs;
+pub mod elb;
 pub mod iam;
 pub mod ids;
 pub mod s3;

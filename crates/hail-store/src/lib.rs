@@ -20,6 +20,7 @@ pub mod client_tokens;
 pub mod clusters;
 mod error;
 pub mod identity;
+pub mod load_balancing;
 pub mod logs;
 pub mod migrate;
 pub mod objects;

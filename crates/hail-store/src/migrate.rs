@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "services",
         sql: include_str!("../migrations/0006_services.sql"),
     },
+    Migration {
+        version: 7,
+        name: "load_balancing",
+        sql: include_str!("../migrations/0007_load_balancing.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

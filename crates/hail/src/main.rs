@@ -10,6 +10,7 @@ mod bench_thumbs;
 mod client;
 mod cluster_cmd;
 mod image_cmd;
+mod lb_cmd;
 mod logs_cmd;
 mod role_cmd;
 mod runtime_cmd;
@@ -137,6 +138,13 @@ enum Command {
         #[command(subcommand)]
         cmd: service_cmd::ServiceCommand,
     },
+    /// The load balancer: target groups and listeners.
+    Lb {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(subcommand)]
+        cmd: lb_cmd::LbCommand,
+    },
     /// Roles: what tasks' credentials may do.
     Role {
         #[command(flatten)]
@@ -210,6 +218,11 @@ fn main() -> anyhow::Result<()> {
         Command::Service { api, cmd } => {
             let rt = tokio::runtime::Runtime::new()?;
             let result = rt.block_on(service_cmd::run(&cli.data_dir, api, cmd));
+            exit_api(result.map(|()| 0))
+        }
+        Command::Lb { api, cmd } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let result = rt.block_on(lb_cmd::run(&cli.data_dir, api, cmd));
             exit_api(result.map(|()| 0))
         }
         Command::Role { api, cmd } => {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use hail_api::sign::Signer;
 use hail_api::{ApiService, Clock, SystemClock};
+use hail_engine::balancing::LoadBalancing;
 use hail_engine::identity::RootKeys;
 use hail_engine::metadata::TaskMetadataService;
 use hail_engine::native::triggers::BoxFuture;
@@ -245,9 +246,19 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
         },
     );
     tokio::spawn(triggers.clone().run());
-    let services = ServiceController::new(engine.clone(), None);
+    let (balancing, cold_groups) = LoadBalancing::new();
+    let engine = engine.with_balancing(balancing.clone());
+    if let Err(e) = balancing.apply(&engine).await {
+        tracing::warn!("load balancer listeners: {e}");
+    }
+    let services = ServiceController::new(engine.clone(), Some(Arc::new(balancing.clone())));
     tokio::spawn(services.clone().run());
     let engine = engine.with_triggers(triggers).with_services(services);
+    tokio::spawn(
+        balancing
+            .clone()
+            .run_activations(engine.clone(), cold_groups),
+    );
     let identity = Arc::new(identity);
     let s3 = hail_api::s3::s3_service(objects, identity.clone(), identity.clone());
     let api = ApiService::new(Arc::new(engine), identity.clone(), clock.clone())

@@ -11,9 +11,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hail-runtime", &["hail-model"]),
     ("hail-objects", &["hail-model", "hail-store"]),
     ("hail-api", &[]),
+    ("hail-gateway", &[]),
     (
         "hail-engine",
-        &["hail-model", "hail-store", "hail-api", "hail-runtime"],
+        &[
+            "hail-model",
+            "hail-store",
+            "hail-api",
+            "hail-runtime",
+            "hail-gateway",
+        ],
     ),
     (
         "hail",
@@ -23,6 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "hail-runtime",
             "hail-objects",
             "hail-api",
+            "hail-gateway",
             "hail-engine",
         ],
     ),

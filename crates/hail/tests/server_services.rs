@@ -163,6 +163,25 @@ impl Stack {
         self.aws(&args)["tasks"].as_array().unwrap().clone()
     }
 
+    /// The workshop's target group, created with Hail's CLI; its ARN.
+    fn target_group(&self) -> String {
+        self.hail(&[
+            "lb",
+            "create-target-group",
+            "bean-counter-tg",
+            "--interval",
+            "2",
+            "--timeout",
+            "1",
+            "--healthy-threshold",
+            "2",
+            "--deregistration-delay",
+            "2",
+        ])
+        .trim()
+        .to_owned()
+    }
+
     fn hail(&self, args: &[&str]) -> String {
         let out = std::process::Command::new(HAIL)
             .arg("--data-dir")
@@ -199,13 +218,13 @@ fn messages(service: &Value) -> Vec<String> {
 }
 
 /// The workshop's service file, as `aws ecs create-service --cli-input-json` takes it.
-fn workshop_service(desired: u32) -> Value {
+fn workshop_service(desired: u32, target_group_arn: &str) -> Value {
     json!({
         "cluster": CLUSTER,
         "serviceName": SERVICE,
         "taskDefinition": FAMILY,
         "loadBalancers": [{
-            "targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/bean-counter-tg/0123456789abcdef",
+            "targetGroupArn": target_group_arn,
             "containerName": "bean-counter-container",
             "containerPort": 8080
         }],
@@ -252,7 +271,8 @@ fn the_workshop_service_keeps_its_tasks_running_rolls_scales_pauses_and_drains()
     }
     let stack = Stack::new();
     let rev1 = stack.register("rev1", None);
-    let file = stack.file("service.json", &workshop_service(2));
+    let tg = stack.target_group();
+    let file = stack.file("service.json", &workshop_service(2, &tg));
     let created =
         stack.aws(&["ecs", "create-service", "--cli-input-json", &file])["service"].clone();
     assert_eq!(created["serviceName"], SERVICE);
@@ -464,7 +484,7 @@ fn a_failing_deployment_trips_the_circuit_breaker_and_rolls_back() {
     }
     let stack = Stack::new();
     let good = stack.register("good", None);
-    let mut input = workshop_service(1);
+    let mut input = workshop_service(1, "");
     input["deploymentConfiguration"] = json!({
         "maximumPercent": 200, "minimumHealthyPercent": 100,
         "deploymentCircuitBreaker": {"enable": true, "rollback": true}
@@ -514,7 +534,8 @@ fn bad_service_requests_get_ecs_errors_and_change_nothing() {
     }
     let stack = Stack::new();
     stack.register("r", None);
-    let mut input = workshop_service(1);
+    let tg = stack.target_group();
+    let mut input = workshop_service(1, &tg);
     input
         .as_object_mut()
         .unwrap()
@@ -526,23 +547,30 @@ fn bad_service_requests_get_ecs_errors_and_change_nothing() {
             && err.contains("Network Configuration must be provided"),
         "{err}"
     );
-    let mut input = workshop_service(1);
+    let mut input = workshop_service(1, &tg);
     input["loadBalancers"][0]["containerPort"] = json!(9090);
     let file = stack.file("bad-port.json", &input);
     let err = stack.aws_err(&["ecs", "create-service", "--cli-input-json", &file]);
     assert!(err.contains("did not have a container port 9090"), "{err}");
-    let mut input = workshop_service(1);
+    let mut input = workshop_service(1, &tg);
     input["cluster"] = json!("nowhere");
     let file = stack.file("no-cluster.json", &input);
     assert!(stack
         .aws_err(&["ecs", "create-service", "--cli-input-json", &file])
         .contains("ClusterNotFoundException"));
-    let mut input = workshop_service(1);
+    let mut input = workshop_service(1, &tg);
     input["taskDefinition"] = json!("no-such-family");
     let file = stack.file("no-def.json", &input);
     assert!(stack
         .aws_err(&["ecs", "create-service", "--cli-input-json", &file])
         .contains("ClientException"));
+    let input = workshop_service(1, &format!("{tg}0"));
+    let file = stack.file("no-group.json", &input);
+    let err = stack.aws_err(&["ecs", "create-service", "--cli-input-json", &file]);
+    assert!(
+        err.contains("InvalidParameterException") && err.contains("does not exist"),
+        "{err}"
+    );
     let err = stack.aws_err(&[
         "ecs",
         "update-service",
@@ -566,5 +594,209 @@ fn bad_service_requests_get_ecs_errors_and_change_nothing() {
     assert_eq!(
         stack.aws(&["ecs", "list-services", "--cluster", CLUSTER])["serviceArns"],
         json!([])
+    );
+}
+
+/// A keep-alive HTTP client at a steady rate (urllib3, from the test venv),
+/// counting answered and failed requests until `stop` appears.
+const LOAD_CLIENT: &str = r#"
+import json, os, sys, time, urllib3
+url, stop, rate = sys.argv[1], sys.argv[2], float(sys.argv[3])
+pool = urllib3.PoolManager(maxsize=1, retries=False, timeout=urllib3.Timeout(connect=2, read=5))
+ok = failed = 0
+bodies, errors = {}, {}
+next_at = time.monotonic()
+while not os.path.exists(stop):
+    try:
+        r = pool.request("GET", url)
+        if r.status == 200:
+            ok += 1
+            b = r.data.decode().strip()
+            bodies[b] = bodies.get(b, 0) + 1
+        else:
+            failed += 1
+            errors[str(r.status)] = errors.get(str(r.status), 0) + 1
+    except Exception as e:
+        failed += 1
+        errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+    next_at += 1.0 / rate
+    time.sleep(max(0.0, next_at - time.monotonic()))
+print(json.dumps({"ok": ok, "failed": failed, "bodies": bodies, "errors": errors}))
+"#;
+
+struct Load {
+    stop: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl Load {
+    fn start(stack: &Stack, url: &str, phase: &str) -> Load {
+        let stop = stack.tmp.path().join(format!("stop-{phase}"));
+        let child = common::python_command(&stack.env["AWS_DEFAULT_REGION"])
+            .args(["-c", LOAD_CLIENT, url, stop.to_str().unwrap(), "200"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Load { stop, child }
+    }
+
+    fn finish(self) -> Value {
+        std::fs::write(&self.stop, b"").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn traffic_through_the_load_balancer_survives_kills_rollouts_and_scale_in() {
+    if !images::containers_available() {
+        return;
+    }
+    let stack = Stack::new();
+    stack.register("lb1", None);
+    let tg = stack.target_group();
+    assert!(
+        tg.starts_with(
+            "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/bean-counter-tg/"
+        ),
+        "{tg}"
+    );
+    let port = free_port().to_string();
+    let listening = stack.hail(&[
+        "lb",
+        "create-listener",
+        "--port",
+        &port,
+        "--target-group",
+        "bean-counter-tg",
+    ]);
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(
+        listening.contains(&format!("127.0.0.1:{port}")),
+        "{listening}"
+    );
+
+    let mut input = workshop_service(2, &tg);
+    input["deploymentConfiguration"] = json!({"maximumPercent": 200, "minimumHealthyPercent": 100});
+    let file = stack.file("service.json", &input);
+    stack.aws(&["ecs", "create-service", "--cli-input-json", &file]);
+    let service = stack.until("steady behind the load balancer", 90, steady(2));
+    let words = messages(&service);
+    assert!(
+        words.iter().any(|m| m
+            == &format!("(service {SERVICE}) registered 2 targets in (target-group {tg})")
+            || m.starts_with(&format!("(service {SERVICE}) registered 1 targets"))),
+        "{words:?}"
+    );
+    let health: Value =
+        serde_json::from_str(&stack.hail(&["lb", "targets", "bean-counter-tg", "--json"])).unwrap();
+    let states: Vec<&str> = health["targetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["targetHealth"]["State"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["healthy", "healthy"], "{health:#}");
+
+    // (a) A task's process is killed from outside while traffic flows.
+    let load = Load::start(&stack, &url, "kill");
+    std::thread::sleep(Duration::from_secs(2));
+    kill_one("lb1");
+    stack.until("replaced the killed task", 60, |s| {
+        s["deployments"][0]["failedTasks"] == 1 && steady(2)(s)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = load.finish();
+    eprintln!("kill: {killed}");
+    let (ok, failed) = (
+        killed["ok"].as_u64().unwrap(),
+        killed["failed"].as_u64().unwrap(),
+    );
+    assert!(ok > 500, "{killed}");
+    // Bound: the requests in flight on the killed task (one client, one at a time).
+    assert!(failed <= 2, "{killed}");
+
+    // (b) A rolling deployment replaces every task: no request fails.
+    let rev2 = stack.register("lb2", None);
+    let load = Load::start(&stack, &url, "rollout");
+    std::thread::sleep(Duration::from_secs(1));
+    stack.aws(&[
+        "ecs",
+        "update-service",
+        "--cluster",
+        CLUSTER,
+        "--service",
+        SERVICE,
+        "--task-definition",
+        &rev2,
+    ]);
+    stack.until("rolled to the new revision", 120, |s| {
+        s["taskDefinition"] == rev2.as_str() && steady(2)(s)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let rolled = load.finish();
+    eprintln!("rollout: {rolled}");
+    assert_eq!(rolled["failed"], 0, "{rolled}");
+    assert!(
+        rolled["bodies"]["lb1"].as_u64().unwrap() > 0
+            && rolled["bodies"]["lb2"].as_u64().unwrap() > 0,
+        "{rolled}"
+    );
+
+    // (c) Scaling in: no request fails.
+    let load = Load::start(&stack, &url, "scale-in");
+    std::thread::sleep(Duration::from_secs(1));
+    stack.aws(&[
+        "ecs",
+        "update-service",
+        "--cluster",
+        CLUSTER,
+        "--service",
+        SERVICE,
+        "--desired-count",
+        "1",
+    ]);
+    stack.until("scaled in", 60, steady(1));
+    std::thread::sleep(Duration::from_secs(4));
+    let scaled = load.finish();
+    eprintln!("scale-in: {scaled}");
+    assert_eq!(scaled["failed"], 0, "{scaled}");
+    let words = messages(&stack.describe());
+    assert!(
+        words
+            .iter()
+            .any(|m| m.contains("has begun draining connections on 1 tasks")),
+        "{words:?}"
+    );
+    assert!(
+        words.iter().any(|m| m.contains("deregistered 1 targets")),
+        "{words:?}"
+    );
+
+    // The group is in use: it cannot be deleted.
+    let out = std::process::Command::new(HAIL)
+        .arg("--data-dir")
+        .arg(&stack.data_dir)
+        .args([
+            "lb",
+            "rm-target-group",
+            "bean-counter-tg",
+            "--endpoint",
+            &stack.env["AWS_ENDPOINT_URL"],
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use")
+            || String::from_utf8_lossy(&out.stderr).contains("ResourceInUse")
     );
 }

@@ -60,12 +60,16 @@ pub async fn create_service(
     let reference = input.task_definition_ref(&scope)?;
     let now = engine.now();
     let created_by = format!("arn:aws:iam::{}:root", scope.account);
+    let balanced = engine.balancing().is_some();
     let service = engine
         .store()
         .write(move |tx| {
             let cluster_arn = active_cluster_arn(tx, &cluster)?;
             let def = find_definition(tx, &reference)?;
             check_definition(&def, &input)?;
+            if balanced {
+                check_target_groups(tx, input.load_balancers.as_deref().unwrap_or_default())?;
+            }
             if let Some(live) = services::get_live(tx, &cluster_arn, &input.service_name)? {
                 // ECS answers a repeated create of an identical service with
                 // the service; anything else is a clash of names.
@@ -523,6 +527,24 @@ fn check_load_balancers(
                     "The container {name} did not have a container port {} defined.",
                     port.unwrap_or(0)
                 ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Each load balancer's target group exists, in ECS's words when not.
+fn check_target_groups(
+    conn: &Connection,
+    lbs: &[hail_model::ecs::service::LoadBalancer],
+) -> Result<(), EngineError> {
+    for (i, lb) in lbs.iter().enumerate() {
+        let arn = lb.target_group_arn.as_deref().unwrap_or_default();
+        if hail_store::load_balancing::get_target_group(conn, arn)?.is_none() {
+            return Err(ValidationError::invalid_parameter(
+                format!("loadBalancers[{i}].targetGroupArn"),
+                format!("The target group with targetGroupArn {arn} does not exist."),
             )
             .into());
         }

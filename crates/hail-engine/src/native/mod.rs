@@ -3,6 +3,7 @@
 //! Same framing, auth and error shape as the AWS JSON APIs; names are
 //! camelCase like ECS's.
 
+pub mod load_balancing;
 pub mod roles;
 pub mod triggers;
 

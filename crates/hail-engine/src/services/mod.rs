@@ -58,6 +58,9 @@ struct Memory {
     next_launch_at: Option<Timestamp>,
     /// The targets last handed to the registry, per target group.
     targets: HashMap<String, Vec<(String, SocketAddr)>>,
+    /// Tasks taken out of their target groups to be stopped once their
+    /// connections drained, with when that is.
+    draining: HashMap<String, Timestamp>,
 }
 
 #[derive(Clone)]
@@ -306,9 +309,54 @@ impl ServiceController {
         let may_launch = memory.next_launch_at.is_none_or(|at| at <= now);
         let plan = plan_pass(&service, &views, may_launch);
 
-        if !plan.stop.is_empty() {
-            let ids: Vec<String> = plan.stop.iter().map(|(id, _)| id.clone()).collect();
-            for (id, reason) in &plan.stop {
+        // Behind a load balancer a task leaves its target groups first and
+        // is stopped once their deregistration delay has let its in-flight
+        // requests finish, as ECS does.
+        let mut to_stop = Vec::new();
+        let mut began_draining = Vec::new();
+        // A task the plan no longer stops goes back into its groups.
+        memory
+            .draining
+            .retain(|id, _| plan.stop.iter().any(|(s, _)| s == id));
+        for (id, reason) in &plan.stop {
+            let registered = memory
+                .targets
+                .values()
+                .any(|targets| targets.iter().any(|(t, _)| t == id));
+            match (memory.draining.get(id), &self.inner.registry) {
+                (Some(until), _) if *until > now => {}
+                (None, Some(registry)) if registered => {
+                    let delay = memory
+                        .targets
+                        .iter()
+                        .filter(|(_, targets)| targets.iter().any(|(t, _)| t == id))
+                        .map(|(tg, _)| registry.deregistration_delay(tg))
+                        .max()
+                        .unwrap_or_default();
+                    memory.draining.insert(
+                        id.clone(),
+                        Timestamp::from_millis(now.as_millis() + delay.as_millis() as i64),
+                    );
+                    began_draining.push(id.clone());
+                }
+                _ => to_stop.push((id.clone(), reason.clone())),
+            }
+        }
+        if !began_draining.is_empty() {
+            service.push_event(
+                hail_model::ids::new_event_id(),
+                now,
+                format!(
+                    "(service {}) has begun draining connections on {} tasks.",
+                    service.service_name,
+                    began_draining.len()
+                ),
+            );
+        }
+        if !to_stop.is_empty() {
+            let ids: Vec<String> = to_stop.iter().map(|(id, _)| id.clone()).collect();
+            for (id, reason) in &to_stop {
+                memory.draining.remove(id);
                 stop_task(engine, id, reason).await?;
             }
             service.push_event(
@@ -601,7 +649,8 @@ impl ServiceController {
                 })
                 .filter_map(|t| {
                     let ip = crate::metadata::task_address(t)?;
-                    Some((tasks::task_id(t).ok()?, SocketAddr::new(ip, port)))
+                    let id = tasks::task_id(t).ok()?;
+                    (!memory.draining.contains_key(&id)).then_some((id, SocketAddr::new(ip, port)))
                 })
                 .collect();
             targets.sort();

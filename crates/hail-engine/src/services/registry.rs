@@ -14,4 +14,8 @@ pub trait TargetRegistry: Send + Sync {
     /// checks: `Some(false)` for a target the group does not have (yet);
     /// `None` when the group itself is unknown.
     fn is_healthy(&self, target_group_arn: &str, task_id: &str) -> Option<bool>;
+
+    /// How long a deregistered target keeps its in-flight requests: a task
+    /// leaving the group is stopped only after it.
+    fn deregistration_delay(&self, target_group_arn: &str) -> std::time::Duration;
 }
