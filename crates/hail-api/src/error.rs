@@ -25,9 +25,13 @@ pub enum ErrorCode {
     ClusterNotFoundException,
     ConcurrentUpdateException,
     ExpiredTokenException,
+    FailedResourceAccessException,
     IncompleteSignatureException,
+    InternalServiceException,
+    InvalidNextTokenException,
     InvalidParameterException,
     InvalidSignatureException,
+    LimitExceededException,
     MissingAuthenticationTokenException,
     ObjectNotFoundException,
     RequestEntityTooLargeException,
@@ -39,6 +43,7 @@ pub enum ErrorCode {
     ServiceNotFoundException,
     TargetNotConnectedException,
     ThrottlingException,
+    TooManyTagsException,
     UnknownOperationException,
     UnrecognizedClientException,
     ValidationException,
@@ -65,6 +70,11 @@ impl ErrorCode {
             ClusterNotFoundException => "ClusterNotFoundException",
             ConcurrentUpdateException => "ConcurrentUpdateException",
             ExpiredTokenException => "ExpiredTokenException",
+            FailedResourceAccessException => "FailedResourceAccessException",
+            InternalServiceException => "InternalServiceException",
+            InvalidNextTokenException => "InvalidNextTokenException",
+            LimitExceededException => "LimitExceededException",
+            TooManyTagsException => "TooManyTagsException",
             IncompleteSignatureException => "IncompleteSignatureException",
             InvalidParameterException => "InvalidParameterException",
             InvalidSignatureException => "InvalidSignatureException",
@@ -118,7 +128,14 @@ impl ErrorCode {
             | ClusterNotFoundException
             | ConcurrentUpdateException
             | ExpiredTokenException
+            | FailedResourceAccessException
             | IncompleteSignatureException
+            // Application Auto Scaling models it as a client error, so
+            // AWS answers it with 400 like the others.
+            | InternalServiceException
+            | InvalidNextTokenException
+            | LimitExceededException
+            | TooManyTagsException
             | InvalidParameterException
             | ObjectNotFoundException
             | ResourceAlreadyExistsException

@@ -10,6 +10,7 @@
 //! Architecture invariant: this crate parses no HTTP; it sees operations, not
 //! requests.
 
+pub mod autoscaling;
 pub mod ecs;
 pub mod error;
 pub mod identity;
@@ -27,6 +28,7 @@ use hail_model::ecs::Timestamp;
 use hail_store::Store;
 use serde_json::Value;
 
+pub use autoscaling::{ScalableResources, ScalingController, ScalingMetrics};
 pub use error::EngineError;
 pub use identity::Identity;
 pub use native::triggers::{BucketNotifications, NotificationError, NotificationRule};
@@ -50,6 +52,9 @@ pub struct Engine {
     notifications: Option<Arc<dyn BucketNotifications>>,
     /// Runs triggers' tasks; woken when an invocation is re-driven.
     triggers: Option<TriggerController>,
+    /// The services scalable targets name; RegisterScalableTarget checks
+    /// a service exists through it when present.
+    scalable_resources: Option<Arc<dyn ScalableResources>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -72,6 +77,7 @@ impl Engine {
             identity: None,
             notifications: None,
             triggers: None,
+            scalable_resources: None,
         }
     }
 
@@ -103,6 +109,16 @@ impl Engine {
 
     pub fn triggers(&self) -> Option<&TriggerController> {
         self.triggers.as_ref()
+    }
+
+    /// This engine checking scalable targets' services through `resources`.
+    pub fn with_scalable_resources(mut self, resources: Arc<dyn ScalableResources>) -> Self {
+        self.scalable_resources = Some(resources);
+        self
+    }
+
+    pub fn scalable_resources(&self) -> Option<&Arc<dyn ScalableResources>> {
+        self.scalable_resources.as_ref()
     }
 
     /// This engine running tasks through `controller`.
@@ -150,6 +166,7 @@ impl Engine {
             Service::Ecs => ecs::dispatch(self, op, body).await,
             Service::Logs => logs::dispatch(self, op, body).await,
             Service::Hail => native::dispatch(self, op, body).await,
+            Service::ApplicationAutoScaling => autoscaling::dispatch(self, op, body).await,
             other => Err(EngineError::Unsupported {
                 service: other.signing_name(),
                 operation: op.to_owned(),

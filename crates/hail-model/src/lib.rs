@@ -13,6 +13,7 @@
 #![cfg_attr(test, recursion_limit = "256")]
 
 pub mod arn;
+pub mod autoscaling;
 pub mod ecs;
 pub mod iam;
 pub mod ids;

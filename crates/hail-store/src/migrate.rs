@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "objects",
         sql: include_str!("../migrations/0005_objects.sql"),
     },
+    Migration {
+        version: 7,
+        name: "autoscaling",
+        sql: include_str!("../migrations/0007_autoscaling.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.
