@@ -832,7 +832,7 @@ impl TargetTrackingScalingPolicyConfiguration {
             })?;
         let metric = spec.metric()?;
         let t = self.target_value;
-        if !(t.is_finite() && t >= 8.515_920e-109 && t <= 1.174_271e108) {
+        if !(t.is_finite() && (8.515_920e-109..=1.174_271e108).contains(&t)) {
             return Err(ValidationError::new(format!(
                 "TargetValue {t} must be between 8.515920e-109 and 1.174271e+108"
             )));
@@ -890,7 +890,7 @@ impl StepScalingPolicyConfiguration {
                     "MinAdjustmentMagnitude is only supported with PercentChangeInCapacity",
                 ))
             }
-            Some(n) if n >= 1 && n <= MAX_CAPACITY_LIMIT => Some(n as u32),
+            Some(n) if (1..=MAX_CAPACITY_LIMIT).contains(&n) => Some(n as u32),
             Some(n) => {
                 return Err(ValidationError::new(format!(
                     "MinAdjustmentMagnitude {n} must be at least 1"

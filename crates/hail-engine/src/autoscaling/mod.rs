@@ -15,6 +15,23 @@
 //! knows nothing of how a service runs its tasks or measures them:
 //! [`ScalableResources`] (a service's desired count) and [`ScalingMetrics`]
 //! (its recent metric samples).
+//!
+//! # Wiring
+//!
+//! `hail server` gives the engine the services and starts the controller
+//! next to the others:
+//!
+//! ```text
+//! let services: Arc<dyn ScalableResources> = /* ECS services */;
+//! let metrics: Arc<dyn ScalingMetrics> = /* their samples */;
+//! let engine = engine.with_scalable_resources(services.clone());
+//! let scaling = ScalingController::new(engine.clone(), services, metrics, ScalingConfig::default());
+//! tokio::spawn(scaling.run());
+//! ```
+//!
+//! Without `with_scalable_resources`, RegisterScalableTarget checks resource
+//! ids by their shape only; without a running controller, targets and
+//! policies are kept but nothing scales.
 
 pub mod activities;
 pub mod controller;
@@ -333,9 +350,11 @@ pub(crate) mod testing {
 
     /// Metric values by resource and kind, one per second, set by the test
     /// as "from now on the value is v".
+    type Series = HashMap<(String, MetricKind), Vec<(SystemTime, f64)>>;
+
     #[derive(Debug, Default)]
     pub struct FakeMetrics {
-        pub series: Mutex<HashMap<(String, MetricKind), Vec<(SystemTime, f64)>>>,
+        pub series: Mutex<Series>,
     }
 
     impl FakeMetrics {

@@ -494,7 +494,7 @@ mod tests {
         let err = engine
             .call(
                 Service::ApplicationAutoScaling,
-                "RegisterScalableTarget",
+                "GetPredictiveScalingForecast",
                 json!({}),
                 ctx,
             )
@@ -502,7 +502,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::UnknownOperationException);
         assert!(
-            err.message().contains("RegisterScalableTarget"),
+            err.message().contains("GetPredictiveScalingForecast"),
             "{}",
             err.message()
         );
