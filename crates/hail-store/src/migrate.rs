@@ -44,9 +44,9 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0005_objects.sql"),
     },
     Migration {
-        version: 7,
+        version: 8,
         name: "autoscaling",
-        sql: include_str!("../migrations/0007_autoscaling.sql"),
+        sql: include_str!("../migrations/0008_autoscaling.sql"),
     },
 ];
 
