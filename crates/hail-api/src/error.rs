@@ -26,9 +26,13 @@ pub enum ErrorCode {
     ClusterNotFoundException,
     ConcurrentUpdateException,
     ExpiredTokenException,
+    FailedResourceAccessException,
     IncompleteSignatureException,
+    InternalServiceException,
+    InvalidNextTokenException,
     InvalidParameterException,
     InvalidSignatureException,
+    LimitExceededException,
     MissingAuthenticationTokenException,
     ObjectNotFoundException,
     RequestEntityTooLargeException,
@@ -40,6 +44,7 @@ pub enum ErrorCode {
     ServiceNotFoundException,
     TargetNotConnectedException,
     ThrottlingException,
+    TooManyTagsException,
     UnknownOperationException,
     UnrecognizedClientException,
     ValidationException,
@@ -67,6 +72,11 @@ impl ErrorCode {
             ClusterNotFoundException => "ClusterNotFoundException",
             ConcurrentUpdateException => "ConcurrentUpdateException",
             ExpiredTokenException => "ExpiredTokenException",
+            FailedResourceAccessException => "FailedResourceAccessException",
+            InternalServiceException => "InternalServiceException",
+            InvalidNextTokenException => "InvalidNextTokenException",
+            LimitExceededException => "LimitExceededException",
+            TooManyTagsException => "TooManyTagsException",
             IncompleteSignatureException => "IncompleteSignatureException",
             InvalidParameterException => "InvalidParameterException",
             InvalidSignatureException => "InvalidSignatureException",
@@ -121,7 +131,14 @@ impl ErrorCode {
             | ClusterNotFoundException
             | ConcurrentUpdateException
             | ExpiredTokenException
+            | FailedResourceAccessException
             | IncompleteSignatureException
+            // Application Auto Scaling models it as a client error, so
+            // AWS answers it with 400 like the others.
+            | InternalServiceException
+            | InvalidNextTokenException
+            | LimitExceededException
+            | TooManyTagsException
             | InvalidParameterException
             | ObjectNotFoundException
             | ResourceAlreadyExistsException

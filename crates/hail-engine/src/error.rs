@@ -42,6 +42,9 @@ pub enum EngineError {
     /// A CloudWatch Logs failure, already in CloudWatch's words.
     #[error(transparent)]
     Logs(#[from] crate::logs::LogsError),
+    /// An Application Auto Scaling failure, already in that API's words.
+    #[error(transparent)]
+    AutoScaling(#[from] crate::autoscaling::AutoScalingError),
     /// RunTask named no registered revision; ECS's wording.
     #[error("TaskDefinition not found.")]
     TaskDefinitionNotFound,
@@ -137,6 +140,20 @@ impl From<EngineError> for ApiError {
                     ErrorCode::InvalidParameterException
                 }
             },
+            EngineError::AutoScaling(e) => {
+                use crate::autoscaling::AutoScalingErrorKind as Kind;
+                match e.kind {
+                    Kind::Validation => ErrorCode::ValidationException,
+                    Kind::ObjectNotFound => ErrorCode::ObjectNotFoundException,
+                    Kind::ConcurrentUpdate => ErrorCode::ConcurrentUpdateException,
+                    Kind::LimitExceeded => ErrorCode::LimitExceededException,
+                    Kind::FailedResourceAccess => ErrorCode::FailedResourceAccessException,
+                    Kind::InternalService => ErrorCode::InternalServiceException,
+                    Kind::InvalidNextToken => ErrorCode::InvalidNextTokenException,
+                    Kind::ResourceNotFound => ErrorCode::ResourceNotFoundException,
+                    Kind::TooManyTags => ErrorCode::TooManyTagsException,
+                }
+            }
             EngineError::Unsupported { .. } => ErrorCode::UnknownOperationException,
             // A token or page size the caller sent, checked by the store.
             EngineError::Store(StoreError::InvalidToken { .. })

@@ -10,6 +10,7 @@
 //! Architecture invariant: this crate parses no HTTP; it sees operations, not
 //! requests.
 
+pub mod autoscaling;
 pub mod balancing;
 pub mod ecs;
 pub mod error;
@@ -29,6 +30,7 @@ use hail_model::ecs::Timestamp;
 use hail_store::Store;
 use serde_json::Value;
 
+pub use autoscaling::{ScalableResources, ScalingController, ScalingMetrics};
 pub use error::EngineError;
 pub use identity::Identity;
 pub use native::triggers::{BucketNotifications, NotificationError, NotificationRule};
@@ -57,6 +59,9 @@ pub struct Engine {
     services: Option<ServiceController>,
     /// The load balancer; `None` for an engine without one.
     balancing: Option<balancing::LoadBalancing>,
+    /// The services scalable targets name; RegisterScalableTarget checks
+    /// a service exists through it when present.
+    scalable_resources: Option<Arc<dyn ScalableResources>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -81,6 +86,7 @@ impl Engine {
             triggers: None,
             services: None,
             balancing: None,
+            scalable_resources: None,
         }
     }
 
@@ -141,6 +147,16 @@ impl Engine {
         }
     }
 
+    /// This engine checking scalable targets' services through `resources`.
+    pub fn with_scalable_resources(mut self, resources: Arc<dyn ScalableResources>) -> Self {
+        self.scalable_resources = Some(resources);
+        self
+    }
+
+    pub fn scalable_resources(&self) -> Option<&Arc<dyn ScalableResources>> {
+        self.scalable_resources.as_ref()
+    }
+
     /// This engine running tasks through `controller`.
     pub fn with_tasks(mut self, controller: TaskController) -> Self {
         self.tasks = Some(controller);
@@ -186,6 +202,7 @@ impl Engine {
             Service::Ecs => ecs::dispatch(self, op, body).await,
             Service::Logs => logs::dispatch(self, op, body).await,
             Service::Hail => native::dispatch(self, op, body).await,
+            Service::ApplicationAutoScaling => autoscaling::dispatch(self, op, body).await,
             other => Err(EngineError::Unsupported {
                 service: other.signing_name(),
                 operation: op.to_owned(),

@@ -13,6 +13,7 @@
 #![cfg_attr(test, recursion_limit = "256")]
 
 pub mod arn;
+pub mod autoscaling;
 pub mod ecs;
 pub mod elb;
 pub mod iam;

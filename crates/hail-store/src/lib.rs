@@ -16,6 +16,7 @@
 //! Architecture invariant: this crate knows neither HTTP nor containers; it
 //! stores `hail-model` shapes and hands them back.
 
+pub mod autoscaling;
 pub mod client_tokens;
 pub mod clusters;
 mod error;

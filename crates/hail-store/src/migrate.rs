@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "load_balancing",
         sql: include_str!("../migrations/0007_load_balancing.sql"),
     },
+    Migration {
+        version: 8,
+        name: "autoscaling",
+        sql: include_str!("../migrations/0008_autoscaling.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use hail_api::sign::Signer;
 use hail_api::{ApiService, Clock, SystemClock};
+use hail_engine::autoscaling::{ScalableResources, ScalingConfig, ScalingController};
 use hail_engine::balancing::LoadBalancing;
 use hail_engine::identity::RootKeys;
 use hail_engine::metadata::TaskMetadataService;
 use hail_engine::native::triggers::BoxFuture;
+use hail_engine::services::capacity::{ServiceCapacity, ServiceMetrics};
 use hail_engine::tasks::ControllerConfig;
 use hail_engine::triggers::TriggerConfig;
 use hail_engine::{
@@ -259,6 +261,19 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
             .clone()
             .run_activations(engine.clone(), cold_groups),
     );
+    // Application Auto Scaling acts on services' desired counts, reading
+    // their CPU and memory from cgroups and their traffic from the gateway.
+    let capacity: Arc<dyn ScalableResources> = Arc::new(ServiceCapacity::new(engine.clone()));
+    let metrics = ServiceMetrics::new();
+    tokio::spawn(metrics.clone().run(engine.clone()));
+    let engine = engine.with_scalable_resources(capacity.clone());
+    let scaling = ScalingController::new(
+        engine.clone(),
+        capacity,
+        Arc::new(metrics),
+        ScalingConfig::default(),
+    );
+    tokio::spawn(scaling.run());
     let identity = Arc::new(identity);
     let s3 = hail_api::s3::s3_service(objects, identity.clone(), identity.clone());
     let api = ApiService::new(Arc::new(engine), identity.clone(), clock.clone())

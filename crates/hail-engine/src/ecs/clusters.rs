@@ -498,7 +498,7 @@ mod tests {
         let err = engine
             .call(
                 Service::ApplicationAutoScaling,
-                "RegisterScalableTarget",
+                "GetPredictiveScalingForecast",
                 json!({}),
                 ctx,
             )
@@ -506,7 +506,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::UnknownOperationException);
         assert!(
-            err.message().contains("RegisterScalableTarget"),
+            err.message().contains("GetPredictiveScalingForecast"),
             "{}",
             err.message()
         );

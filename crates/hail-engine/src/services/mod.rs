@@ -15,6 +15,7 @@
 //! (if any) pass, and — behind a load balancer — its target passes the
 //! target group's checks.
 
+pub mod capacity;
 pub mod registry;
 
 use std::collections::{HashMap, HashSet};
