@@ -163,8 +163,23 @@ impl Stack {
         self.aws(&args)["tasks"].as_array().unwrap().clone()
     }
 
-    /// The workshop's target group, created with Hail's CLI; its ARN.
+    /// The workshop's target group behind a listener on a free port,
+    /// created with Hail's CLI; the group's ARN.
     fn target_group(&self) -> String {
+        let arn = self.target_group_alone();
+        let port = free_port().to_string();
+        self.hail(&[
+            "lb",
+            "create-listener",
+            "--port",
+            &port,
+            "--target-group",
+            "bean-counter-tg",
+        ]);
+        arn
+    }
+
+    fn target_group_alone(&self) -> String {
         self.hail(&[
             "lb",
             "create-target-group",
@@ -564,6 +579,14 @@ fn bad_service_requests_get_ecs_errors_and_change_nothing() {
     assert!(stack
         .aws_err(&["ecs", "create-service", "--cli-input-json", &file])
         .contains("ClientException"));
+    let unlistened = stack.hail(&["lb", "create-target-group", "spare-tg"]);
+    let input = workshop_service(1, unlistened.trim());
+    let file = stack.file("no-listener.json", &input);
+    let err = stack.aws_err(&["ecs", "create-service", "--cli-input-json", &file]);
+    assert!(
+        err.contains("does not have an associated load balancer"),
+        "{err}"
+    );
     let input = workshop_service(1, &format!("{tg}0"));
     let file = stack.file("no-group.json", &input);
     let err = stack.aws_err(&["ecs", "create-service", "--cli-input-json", &file]);
@@ -662,7 +685,7 @@ fn traffic_through_the_load_balancer_survives_kills_rollouts_and_scale_in() {
     }
     let stack = Stack::new();
     stack.register("lb1", None);
-    let tg = stack.target_group();
+    let tg = stack.target_group_alone();
     assert!(
         tg.starts_with(
             "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/bean-counter-tg/"

@@ -541,10 +541,25 @@ fn check_target_groups(
 ) -> Result<(), EngineError> {
     for (i, lb) in lbs.iter().enumerate() {
         let arn = lb.target_group_arn.as_deref().unwrap_or_default();
-        if hail_store::load_balancing::get_target_group(conn, arn)?.is_none() {
+        let Some(tg) = hail_store::load_balancing::get_target_group(conn, arn)? else {
             return Err(ValidationError::invalid_parameter(
                 format!("loadBalancers[{i}].targetGroupArn"),
                 format!("The target group with targetGroupArn {arn} does not exist."),
+            )
+            .into());
+        };
+        // Targets of a group no listener uses would never be checked, so
+        // never healthy: ECS refuses such a group the same way.
+        let listened = hail_store::load_balancing::list_listeners(conn)?
+            .iter()
+            .any(|l| l.target_groups().any(|t| t == tg.target_group_arn));
+        if !listened {
+            return Err(ValidationError::invalid_parameter(
+                format!("loadBalancers[{i}].targetGroupArn"),
+                format!(
+                    "The target group with targetGroupArn {arn} does not have an associated \
+                     load balancer."
+                ),
             )
             .into());
         }

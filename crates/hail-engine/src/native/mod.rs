@@ -20,6 +20,26 @@ pub async fn dispatch(engine: &Engine, op: &str, body: Value) -> Result<Value, E
         "ListRoles" => output(roles::list_roles(engine).await?),
         "PutRolePolicy" => output(roles::put_role_policy(engine, decode(op, body)?).await?),
         "DeleteRole" => output(roles::delete_role(engine, decode(op, body)?).await?),
+        "CreateTargetGroup" => {
+            output(load_balancing::create_target_group(engine, decode(op, body)?).await?)
+        }
+        "DescribeTargetGroups" => output(load_balancing::describe_target_groups(engine).await?),
+        "DeleteTargetGroup" => {
+            output(load_balancing::delete_target_group(engine, decode(op, body)?).await?)
+        }
+        "CreateListener" => {
+            output(load_balancing::create_listener(engine, decode(op, body)?).await?)
+        }
+        "DescribeListeners" => output(load_balancing::describe_listeners(engine).await?),
+        "DeleteListener" => {
+            output(load_balancing::delete_listener(engine, decode(op, body)?).await?)
+        }
+        "DescribeTargetHealth" => {
+            output(load_balancing::describe_target_health(engine, decode(op, body)?).await?)
+        }
+        "GetTargetGroupMetrics" => {
+            output(load_balancing::get_target_group_metrics(engine, decode(op, body)?).await?)
+        }
         "PauseService" => {
             output(crate::ecs::services::pause_service(engine, decode(op, body)?).await?)
         }
