@@ -11,6 +11,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hail-runtime", &["hail-model"]),
     ("hail-objects", &["hail-model", "hail-store"]),
     ("hail-api", &[]),
+    ("hail-gateway", &[]),
     (
         "hail-engine",
         &["hail-model", "hail-store", "hail-api", "hail-runtime"],
@@ -24,6 +25,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "hail-objects",
             "hail-api",
             "hail-engine",
+            "hail-gateway",
         ],
     ),
 ];
