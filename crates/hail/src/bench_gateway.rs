@@ -279,7 +279,7 @@ async fn serve(port: u16, backend: SocketAddr) -> anyhow::Result<()> {
     use hail_gateway::{
         Action, Gateway, GatewayConfig, ListenerConfig, Target, TargetGroupConfig, TargetState,
     };
-    let gateway = Gateway::new(Default::default());
+    let gateway = Gateway::new(Default::default())?;
     let mut tg = TargetGroupConfig::new("bench");
     tg.health_check.interval = Duration::from_secs(5);
     gateway
