@@ -45,6 +45,9 @@ pub struct GatewayArgs {
     /// Connections of the open-loop (latency) runs.
     #[arg(long, default_value_t = 32)]
     latency_connections: usize,
+    /// The latency runs' rate, as a fraction of each proxy's measured maximum.
+    #[arg(long, default_value_t = 0.5)]
+    load: f64,
     /// Scratch directory for the nginx configurations and logs.
     #[arg(long, default_value = "/var/tmp/hail-bench-gateway")]
     work_dir: PathBuf,
@@ -61,6 +64,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     }
     if args.rounds == 0 || args.seconds == 0 || args.connections == 0 {
         bail!("--rounds, --seconds and --connections must be at least 1");
+    }
+    if !(args.load > 0.0 && args.load <= 1.0) {
+        bail!("--load must be in (0, 1]");
     }
     let _ = std::fs::remove_dir_all(&args.work_dir);
     std::fs::create_dir_all(&args.work_dir)?;
@@ -118,24 +124,31 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
         eprintln!("round {round}/{}", args.rounds);
-        let mut r = Round::default();
-        r.rps_direct = throughput(wrk.as_deref(), direct, args.connections, duration).await?;
-        r.rps_gateway = throughput(wrk.as_deref(), via_gateway, args.connections, duration).await?;
-        r.rps_nginx = throughput(wrk.as_deref(), via_nginx, args.connections, duration).await?;
-        eprintln!(
-            "  rps: direct {:.0}, gateway {:.0}, nginx {:.0}",
-            r.rps_direct, r.rps_gateway, r.rps_nginx
-        );
-        r.rate_gateway = r.rps_gateway / 2.0;
-        r.rate_nginx = r.rps_nginx / 2.0;
+        let rps_direct = throughput(wrk.as_deref(), direct, args.connections, duration).await?;
+        let rps_gateway =
+            throughput(wrk.as_deref(), via_gateway, args.connections, duration).await?;
+        let rps_nginx = throughput(wrk.as_deref(), via_nginx, args.connections, duration).await?;
+        eprintln!("  rps: direct {rps_direct:.0}, gateway {rps_gateway:.0}, nginx {rps_nginx:.0}");
+        let (rate_gateway, rate_nginx) = (rps_gateway * args.load, rps_nginx * args.load);
         let conns = args.latency_connections;
-        r.direct_at_gateway = open_loop(direct, r.rate_gateway, conns, duration).await?;
-        r.gateway = open_loop(via_gateway, r.rate_gateway, conns, duration).await?;
-        r.direct_at_nginx = open_loop(direct, r.rate_nginx, conns, duration).await?;
-        r.nginx = open_loop(via_nginx, r.rate_nginx, conns, duration).await?;
+        let r = Round {
+            rps_direct,
+            rps_gateway,
+            rps_nginx,
+            rate_gateway,
+            rate_nginx,
+            direct_at_gateway: open_loop(direct, rate_gateway, conns, duration).await?,
+            gateway: open_loop(via_gateway, rate_gateway, conns, duration).await?,
+            direct_at_nginx: open_loop(direct, rate_nginx, conns, duration).await?,
+            nginx: open_loop(via_nginx, rate_nginx, conns, duration).await?,
+        };
         eprintln!(
-            "  p99 ms at half load: direct {:.3} / gateway {:.3}; direct {:.3} / nginx {:.3}",
-            r.direct_at_gateway.p99, r.gateway.p99, r.direct_at_nginx.p99, r.nginx.p99
+            "  p99 ms at {:.0}% load: direct {:.3} / gateway {:.3}; direct {:.3} / nginx {:.3}",
+            args.load * 100.0,
+            r.direct_at_gateway.p99,
+            r.gateway.p99,
+            r.direct_at_nginx.p99,
+            r.nginx.p99
         );
         rounds.push(r);
     }
@@ -162,59 +175,35 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "\nLatency at half of each proxy's maximum, open loop ({} connections, {} s, median of {} rounds):\n",
-        args.latency_connections, args.seconds, args.rounds
+        "\nLatency at {:.0}% of each proxy's maximum, open loop ({} connections, {} s, median of {} rounds):\n",
+        args.load * 100.0, args.latency_connections, args.seconds, args.rounds
     )?;
     writeln!(
         out,
         "| path | rate/s | p50 ms | p99 ms | added p50 ms | added p99 ms |"
     )?;
     writeln!(out, "|---|---:|---:|---:|---:|---:|")?;
-    let rows: [(
-        &str,
-        &dyn Fn(&Round) -> f64,
-        &dyn Fn(&Round) -> &Latency,
-        Option<&dyn Fn(&Round) -> &Latency>,
-    ); 4] = [
-        (
-            "backend direct",
-            &|r| r.rate_gateway,
-            &|r| &r.direct_at_gateway,
-            None,
-        ),
-        (
-            "via hail gateway",
-            &|r| r.rate_gateway,
-            &|r| &r.gateway,
-            Some(&|r| &r.direct_at_gateway),
-        ),
-        (
-            "backend direct",
-            &|r| r.rate_nginx,
-            &|r| &r.direct_at_nginx,
-            None,
-        ),
-        (
-            "via nginx",
-            &|r| r.rate_nginx,
-            &|r| &r.nginx,
-            Some(&|r| &r.direct_at_nginx),
-        ),
+    let rows = [
+        ("backend direct", Run::DirectAtGateway, None),
+        ("via hail gateway", Run::Gateway, Some(Run::DirectAtGateway)),
+        ("backend direct", Run::DirectAtNginx, None),
+        ("via nginx", Run::Nginx, Some(Run::DirectAtNginx)),
     ];
-    for (name, rate, lat, base) in rows {
+    for (name, run, base) in rows {
+        // A proxied run is compared with the backend direct at the same rate.
         let (added50, added99) = match base {
             Some(base) => (
-                format!("{:.3}", med(&|r| lat(r).p50 - base(r).p50)),
-                format!("{:.3}", med(&|r| lat(r).p99 - base(r).p99)),
+                format!("{:.3}", med(&|r| r.latency(run).p50 - r.latency(base).p50)),
+                format!("{:.3}", med(&|r| r.latency(run).p99 - r.latency(base).p99)),
             ),
-            None => ("".into(), "".into()),
+            None => (String::new(), String::new()),
         };
         writeln!(
             out,
             "| {name} | {:.0} | {:.3} | {:.3} | {added50} | {added99} |",
-            med(&|r| rate(r)),
-            med(&|r| lat(r).p50),
-            med(&|r| lat(r).p99),
+            med(&|r| r.rate(run)),
+            med(&|r| r.latency(run).p50),
+            med(&|r| r.latency(run).p99),
         )?;
     }
     let errors: u64 = rounds
@@ -230,7 +219,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Default)]
 struct Round {
     rps_direct: f64,
     rps_gateway: f64,
@@ -243,8 +231,34 @@ struct Round {
     nginx: Latency,
 }
 
+/// Which of a round's four latency runs.
+#[derive(Clone, Copy)]
+enum Run {
+    DirectAtGateway,
+    Gateway,
+    DirectAtNginx,
+    Nginx,
+}
+
+impl Round {
+    fn latency(&self, run: Run) -> &Latency {
+        match run {
+            Run::DirectAtGateway => &self.direct_at_gateway,
+            Run::Gateway => &self.gateway,
+            Run::DirectAtNginx => &self.direct_at_nginx,
+            Run::Nginx => &self.nginx,
+        }
+    }
+
+    fn rate(&self, run: Run) -> f64 {
+        match run {
+            Run::DirectAtGateway | Run::Gateway => self.rate_gateway,
+            Run::DirectAtNginx | Run::Nginx => self.rate_nginx,
+        }
+    }
+}
+
 /// Percentiles of one open-loop run, in milliseconds.
-#[derive(Default)]
 struct Latency {
     p50: f64,
     p99: f64,
@@ -526,8 +540,33 @@ async fn closed_loop(
 }
 
 /// Sends `rate` requests per second for `duration`, spread over
-/// `connections` keep-alive connections, each on its own fixed schedule.
+/// `connections` keep-alive connections, each on its own fixed schedule. The
+/// generator runs on one thread of its own with a single-threaded runtime:
+/// cheaper than a work-stealing one, it leaves more of the machine to what
+/// it measures.
 async fn open_loop(
+    addr: SocketAddr,
+    rate: f64,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Latency> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("open-loop".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(open_loop_on_this_thread(addr, rate, connections, duration))
+                });
+            let _ = tx.send(result);
+        })?;
+    rx.await?
+}
+
+async fn open_loop_on_this_thread(
     addr: SocketAddr,
     rate: f64,
     connections: usize,
