@@ -13,6 +13,8 @@ packages=(
   umoci                         # builds OCI layouts for import tests
   docker-registry               # a loopback OCI registry for pull tests
   podman                        # the peer in start-latency benchmarks
+  nginx                         # hail bench gateway: the backend, and the peer proxy
+  wrk                           # hail bench gateway: closed-loop throughput
   ffmpeg                        # examples/tom-thumb: ffmpeg/ffprobe for its tests
   mmdebstrap                    # examples/tom-thumb/build-image.sh: the image's Debian root
   uidmap                        # podman's rootless helpers (absent otherwise warns)

@@ -32,6 +32,9 @@ pub enum GatewayError {
         target_group: String,
         reason: String,
     },
+    /// The worker threads could not be started.
+    #[error("cannot start the gateway's worker threads: {0}")]
+    Start(#[source] std::io::Error),
     /// The gateway was shut down.
     #[error("the gateway is shut down")]
     ShutDown,

@@ -12,7 +12,7 @@
 //! ```no_run
 //! # async fn example() -> Result<(), hail_gateway::GatewayError> {
 //! use hail_gateway::*;
-//! let gateway = Gateway::new(GatewayOptions::default());
+//! let gateway = Gateway::new(GatewayOptions::default())?;
 //! let report = gateway
 //!     .apply(GatewayConfig {
 //!         listeners: vec![ListenerConfig::new(
@@ -70,6 +70,7 @@ mod listener;
 mod metrics;
 mod pattern;
 mod proxy;
+mod worker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -116,6 +117,8 @@ pub struct GatewayOptions {
     pub connect_timeout: Duration,
     /// Capacity of the health-change broadcast; a slower receiver lags.
     pub event_capacity: usize,
+    /// Threads of the data path; 0 means one per available core.
+    pub workers: usize,
 }
 
 impl Default for GatewayOptions {
@@ -125,6 +128,7 @@ impl Default for GatewayOptions {
             target_keepalive_idle: Duration::from_secs(4),
             connect_timeout: Duration::from_secs(10),
             event_capacity: 1024,
+            workers: 0,
         }
     }
 }
@@ -136,6 +140,7 @@ impl std::fmt::Debug for GatewayOptions {
             .field("target_keepalive_idle", &self.target_keepalive_idle)
             .field("connect_timeout", &self.connect_timeout)
             .field("event_capacity", &self.event_capacity)
+            .field("workers", &self.workers)
             .finish()
     }
 }
@@ -157,7 +162,7 @@ pub struct ListenerStatus {
 /// State shared by the handle, the listeners and the request path.
 pub(crate) struct Shared {
     pub(crate) groups: RwLock<HashMap<String, Arc<TargetGroup>>>,
-    pub(crate) client: proxy::ProxyClient,
+    workers: Arc<[worker::Worker]>,
     pub(crate) activator: Option<Arc<dyn Activator>>,
     check_client: health::CheckClient,
     events: broadcast::Sender<HealthChanged>,
@@ -173,11 +178,14 @@ impl Shared {
     }
 }
 
-/// The load balancer. Cheap to clone; every clone drives the same gateway.
-/// Must be created and used inside a Tokio runtime.
+/// The load balancer. Cheap to clone; every clone drives the same gateway,
+/// and dropping the last one stops it. Must be created and used inside a
+/// Tokio runtime, which runs health checks and draining; requests are served
+/// on the gateway's own worker threads.
 #[derive(Clone)]
 pub struct Gateway {
     shared: Arc<Shared>,
+    _threads: Arc<worker::WorkerThreads>,
     /// Serialises applies and owns the running listeners.
     listeners: Arc<tokio::sync::Mutex<Option<Vec<RunningListener>>>>,
 }
@@ -189,18 +197,30 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub fn new(options: GatewayOptions) -> Self {
+    /// Starts the worker threads; no listener yet.
+    pub fn new(options: GatewayOptions) -> Result<Self, GatewayError> {
+        let count = match options.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let (threads, workers) = worker::WorkerThreads::start(
+            count,
+            options.target_keepalive_idle,
+            options.connect_timeout,
+        )
+        .map_err(GatewayError::Start)?;
         let shared = Shared {
             groups: RwLock::new(HashMap::new()),
-            client: proxy::proxy_client(options.target_keepalive_idle, options.connect_timeout),
+            workers,
             activator: options.activator,
             check_client: health::check_client(),
             events: broadcast::channel(options.event_capacity.max(1)).0,
         };
-        Self {
+        Ok(Self {
             shared: Arc::new(shared),
+            _threads: Arc::new(threads),
             listeners: Arc::new(tokio::sync::Mutex::new(Some(Vec::new()))),
-        }
+        })
     }
 
     /// Makes the gateway serve exactly `config`. Idempotent; see the crate
@@ -229,7 +249,7 @@ impl Gateway {
             }
             reuse.push(found);
         }
-        let mut bound: Vec<Option<(TcpListener, SocketAddr)>> =
+        let mut bound: Vec<Option<(Vec<std::net::TcpListener>, SocketAddr)>> =
             Vec::with_capacity(config.listeners.len());
         for (wanted, reused) in config.listeners.iter().zip(&reuse) {
             if reused.is_some() {
@@ -245,7 +265,14 @@ impl Gateway {
             // Dropping `bound` on an error closes what was bound so far.
             let socket = TcpListener::bind(addr).await.map_err(bind_error)?;
             let local_addr = socket.local_addr().map_err(bind_error)?;
-            bound.push(Some((socket, local_addr)));
+            // One handle of the socket per worker: each accepts on it.
+            let socket = socket.into_std().map_err(bind_error)?;
+            let mut sockets = Vec::with_capacity(self.shared.workers.len());
+            for _ in 1..self.shared.workers.len() {
+                sockets.push(socket.try_clone().map_err(bind_error)?);
+            }
+            sockets.push(socket);
+            bound.push(Some((sockets, local_addr)));
         }
 
         // Everything fallible is done: what follows cannot fail halfway.
@@ -336,13 +363,19 @@ impl Gateway {
                     *kept.ctx.state.write().unwrap_or_else(|e| e.into_inner()) = state;
                     kept
                 }
-                (None, Some((socket, local_addr))) => {
+                (None, Some((sockets, local_addr))) => {
                     let ctx = Arc::new(ListenerContext {
                         port: local_addr.port(),
                         state: RwLock::new(state),
                         shared: self.shared.clone(),
                     });
-                    RunningListener::spawn(socket, local_addr, wanted.port, ctx)
+                    RunningListener::spawn(
+                        sockets,
+                        &self.shared.workers,
+                        local_addr,
+                        wanted.port,
+                        ctx,
+                    )
                 }
                 // Step 1 bound a socket for every listener it kept none for.
                 (None, None) => continue,
@@ -417,7 +450,7 @@ impl Gateway {
         };
         let mut drained = Vec::new();
         for listener in running {
-            drained.push(listener.stop().await);
+            drained.extend(listener.stop().await);
         }
         let all = async {
             for handle in drained {

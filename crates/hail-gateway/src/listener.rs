@@ -10,10 +10,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::proxy::{self, ListenerContext};
+use crate::proxy::{self, ListenerContext, ProxyClient};
+use crate::worker::Worker;
 
 /// Request heads larger than this are refused (431) by HTTP/1.1, and header
 /// lists larger than this by HTTP/2: a client cannot make the gateway buffer
@@ -22,46 +23,62 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// A client that opened a connection has this long to send a request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A listener that is accepting.
+/// A listener that is accepting, on every worker.
 pub(crate) struct RunningListener {
     /// The port asked for (0: any), to recognise the same listener later.
     pub(crate) requested_port: u16,
     pub(crate) local_addr: SocketAddr,
     pub(crate) ctx: Arc<ListenerContext>,
-    stop: Option<oneshot::Sender<()>>,
-    closed: Option<oneshot::Receiver<()>>,
-    /// Ends when the last connection has finished after a stop.
-    pub(crate) drained: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    closed: Vec<oneshot::Receiver<()>>,
+    /// End when the last connection has finished after a stop.
+    drained: Vec<JoinHandle<()>>,
 }
 
 impl RunningListener {
+    /// Starts accepting on every worker; `sockets` holds one handle of the
+    /// bound socket per worker (they share the one listening socket).
     pub(crate) fn spawn(
-        listener: TcpListener,
+        sockets: Vec<std::net::TcpListener>,
+        workers: &[Worker],
         local_addr: SocketAddr,
         requested_port: u16,
         ctx: Arc<ListenerContext>,
     ) -> Self {
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let (closed_tx, closed_rx) = oneshot::channel();
-        let drained = tokio::spawn(accept_loop(listener, ctx.clone(), stop_rx, closed_tx));
+        let (stop, _) = watch::channel(false);
+        let mut closed = Vec::with_capacity(workers.len());
+        let mut drained = Vec::with_capacity(workers.len());
+        for (socket, worker) in sockets.into_iter().zip(workers) {
+            let (closed_tx, closed_rx) = oneshot::channel();
+            let (ctx, stop, client) = (ctx.clone(), stop.subscribe(), worker.client.clone());
+            drained.push(worker.handle.spawn(async move {
+                match TcpListener::from_std(socket) {
+                    Ok(listener) => accept_loop(listener, ctx, client, stop, closed_tx).await,
+                    Err(e) => {
+                        tracing::error!(%local_addr, error = %e, "listener cannot join a worker");
+                        let _ = closed_tx.send(());
+                    }
+                }
+            }));
+            closed.push(closed_rx);
+        }
         Self {
             requested_port,
             local_addr,
             ctx,
-            stop: Some(stop_tx),
-            closed: Some(closed_rx),
+            stop,
+            closed,
             drained,
         }
     }
 
-    /// Stops accepting and returns once the socket is closed (so its port
-    /// can be bound again). Connections already accepted finish their
-    /// in-flight requests; `drained` ends when they have.
-    pub(crate) async fn stop(mut self) -> JoinHandle<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(closed) = self.closed.take() {
+    /// Stops accepting and returns once the socket is closed on every
+    /// worker (so its port can be bound again). Connections already accepted
+    /// finish their in-flight requests; the returned handles end when they
+    /// have.
+    pub(crate) async fn stop(self) -> Vec<JoinHandle<()>> {
+        let _ = self.stop.send(true);
+        for closed in self.closed {
             let _ = closed.await;
         }
         self.drained
@@ -87,14 +104,15 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ListenerContext>,
-    mut stop: oneshot::Receiver<()>,
+    client: ProxyClient,
+    mut stop: watch::Receiver<bool>,
     closed: oneshot::Sender<()>,
 ) {
     let builder = connection_builder();
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
-            _ = &mut stop => break,
+            _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -107,8 +125,9 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let ctx = ctx.clone();
-        let service = service_fn(move |request| proxy::handle(ctx.clone(), peer, request));
+        let (ctx, client) = (ctx.clone(), client.clone());
+        let service =
+            service_fn(move |request| proxy::handle(ctx.clone(), client.clone(), peer, request));
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

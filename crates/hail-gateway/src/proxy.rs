@@ -85,6 +85,7 @@ pub(crate) fn proxy_client(keepalive_idle: Duration, connect_timeout: Duration) 
 /// Serves one request; never fails.
 pub(crate) async fn handle(
     ctx: Arc<ListenerContext>,
+    client: ProxyClient,
     peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
@@ -99,7 +100,7 @@ pub(crate) async fn handle(
             body,
         } => fixed_response(*status, content_type.as_deref(), body),
         Action::Forward { target_group } => match ctx.shared.group(target_group) {
-            Some(group) => forward(&ctx, &listener, group, peer, request, received).await,
+            Some(group) => forward(&ctx, &client, &listener, group, peer, request, received).await,
             // Only between an apply that removed the group and the swap of
             // this listener's rules.
             None => elb_response(StatusCode::SERVICE_UNAVAILABLE),
@@ -134,6 +135,7 @@ impl Drop for RequestGuard {
 
 async fn forward(
     ctx: &ListenerContext,
+    client: &ProxyClient,
     listener: &ListenerState,
     group: Arc<TargetGroup>,
     peer: SocketAddr,
@@ -235,8 +237,7 @@ async fn forward(
             None => return guard.elb(StatusCode::BAD_REQUEST),
         };
 
-        match tokio::time::timeout(listener.idle_timeout, ctx.shared.client.request(upstream)).await
-        {
+        match tokio::time::timeout(listener.idle_timeout, client.request(upstream)).await {
             Err(_) => return guard.elb(StatusCode::GATEWAY_TIMEOUT),
             Ok(Ok(response)) => {
                 group.metrics.target_status(response.status().as_u16());

@@ -228,7 +228,8 @@ async fn scale_from_zero_holds_requests_until_a_target_is_healthy() {
     let gateway = Gateway::new(GatewayOptions {
         activator: Some(activator.clone()),
         ..Default::default()
-    });
+    })
+    .unwrap();
     let mut tg = target_group("cold");
     tg.activator = Some(ActivatorConfig {
         queue_limit: 3,
@@ -300,7 +301,8 @@ async fn a_cold_start_that_never_comes_times_out() {
     let gateway = Gateway::new(GatewayOptions {
         activator: Some(activator.clone()),
         ..Default::default()
-    });
+    })
+    .unwrap();
     let mut tg = target_group("cold");
     tg.activator = Some(ActivatorConfig {
         queue_limit: 10,
@@ -403,7 +405,7 @@ async fn metrics_count_what_happened() {
 #[tokio::test]
 async fn apply_binds_all_or_nothing_and_keeps_sockets() {
     let backend = Backend::start("b").await;
-    let gateway = Gateway::new(Default::default());
+    let gateway = Gateway::new(Default::default()).unwrap();
     let config = |listeners: Vec<ListenerConfig>| GatewayConfig {
         listeners,
         target_groups: vec![target_group("tg")],

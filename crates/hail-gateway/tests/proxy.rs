@@ -22,7 +22,7 @@ async fn routes_by_path_and_host_and_forwards_headers() {
         Backend::start("admin").await,
         Backend::start("web").await,
     );
-    let gateway = Gateway::new(Default::default());
+    let gateway = Gateway::new(Default::default()).unwrap();
     let mut listener = ListenerConfig::new("l", 0, forward("web"));
     listener.rules = vec![
         RuleConfig {
@@ -225,7 +225,7 @@ async fn the_gateway_answers_502_503_504_itself() {
 
     // 504: the target takes longer than the listener's idle timeout.
     let slow = Backend::start("slow").await;
-    let gw504 = Gateway::new(Default::default());
+    let gw504 = Gateway::new(Default::default()).unwrap();
     let mut listener = ListenerConfig::new("l", 0, forward("tg"));
     listener.idle_timeout = Duration::from_millis(500);
     let report = gw504

@@ -23,6 +23,8 @@ pub enum BenchCommand {
     S3(crate::bench_s3::S3Args),
     /// Container-on-Demand: upload acknowledged → thumbnail stored, vs the workshop's ffmpeg command.
     Thumbnail(crate::bench_thumbs::ThumbnailArgs),
+    /// The load balancer: requests/s and added latency for small responses, vs nginx as a proxy.
+    Gateway(crate::bench_gateway::GatewayArgs),
 }
 
 #[derive(Args)]
@@ -51,6 +53,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::RunTask(args) => crate::bench_api::run(args).await,
         BenchCommand::S3(args) => crate::bench_s3::run(args).await,
         BenchCommand::Thumbnail(args) => crate::bench_thumbs::run(args).await,
+        BenchCommand::Gateway(args) => crate::bench_gateway::run(args).await,
     }
 }
 

@@ -5,6 +5,7 @@
 mod api_cmd;
 mod bench_api;
 mod bench_cmd;
+mod bench_gateway;
 mod bench_s3;
 mod bench_thumbs;
 mod client;

@@ -32,6 +32,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "hail-api",
             "hail-gateway",
             "hail-engine",
+            "hail-gateway",
         ],
     ),
 ];

@@ -262,7 +262,7 @@ pub fn forward(tg: &str) -> Action {
 
 /// One listener on a free port forwarding everything to one target group.
 pub async fn simple_gateway(tg: TargetGroupConfig) -> (Gateway, String) {
-    let gateway = Gateway::new(Default::default());
+    let gateway = Gateway::new(Default::default()).unwrap();
     let listener = ListenerConfig::new("listener", 0, forward(&tg.id));
     let report = gateway
         .apply(GatewayConfig {
