@@ -54,13 +54,13 @@ impl hail_gateway::Activator for Activations {
 impl LoadBalancing {
     /// A gateway whose activations arrive on the returned receiver (give it
     /// to [`LoadBalancing::run_activations`]).
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<String>) {
+    pub fn new() -> Result<(Self, mpsc::UnboundedReceiver<String>), hail_gateway::GatewayError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let gateway = Gateway::new(hail_gateway::GatewayOptions {
             activator: Some(Arc::new(Activations(tx))),
             ..hail_gateway::GatewayOptions::default()
-        });
-        (
+        })?;
+        Ok((
             LoadBalancing {
                 gateway,
                 bound: Arc::new(Mutex::new(Vec::new())),
@@ -68,7 +68,7 @@ impl LoadBalancing {
                 delays: Arc::new(Mutex::new(HashMap::new())),
             },
             rx,
-        )
+        ))
     }
 
     pub fn gateway(&self) -> &Gateway {

@@ -248,7 +248,7 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
         },
     );
     tokio::spawn(triggers.clone().run());
-    let (balancing, cold_groups) = LoadBalancing::new();
+    let (balancing, cold_groups) = LoadBalancing::new().context("start the load balancer")?;
     let engine = engine.with_balancing(balancing.clone());
     if let Err(e) = balancing.apply(&engine).await {
         tracing::warn!("load balancer listeners: {e}");

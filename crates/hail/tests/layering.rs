@@ -32,7 +32,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "hail-api",
             "hail-gateway",
             "hail-engine",
-            "hail-gateway",
         ],
     ),
 ];
