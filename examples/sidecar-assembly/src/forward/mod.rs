@@ -272,7 +272,7 @@ pub fn frame_len(buf: &[u8], max_bytes: usize) -> Result<Option<usize>, ForwardE
             0xcc | 0xd0 => (1, 0),
             0xcd | 0xd1 => (2, 0),
             0xd4..=0xd8 => (1 + (1 << (marker - 0xd4)), 0),
-            0xdc | 0xdd | 0xde | 0xdf => {
+            0xdc..=0xdf => {
                 let n = if marker == 0xdc || marker == 0xde {
                     2
                 } else {
