@@ -324,15 +324,22 @@ async fn sigterm_finishes_requests_in_flight_then_exits() {
     let client = client();
     let slow = tokio::spawn({
         let client = client.clone();
-        let url = format!("http://{}/slow/700", amb.proxy);
+        let url = format!("http://{}/slow/1500", amb.proxy);
         async move { get(&client, &url, &[]).await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     amb.sidecar.signal("TERM");
-    // Health turns to 503 while draining, if we look in time.
+    // Health turns to 503 while draining (once the signal is handled).
     let health = format!("http://{}/healthz", amb.metrics);
-    let (status, _, _) = get(&client, &health, &[]).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let (status, _, _) = get(&client, &health, &[]).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // New connections are refused.
     assert!(tokio::net::TcpStream::connect(amb.proxy).await.is_err());
 
@@ -347,7 +354,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits() {
     assert!(exit.0.is_some_and(|s| s.success()), "{:?}", exit.0);
     let lines = exit.1.sidecar.stdout_lines(1, Duration::from_secs(2));
     assert!(
-        lines[0].contains("\"GET /slow/700 HTTP/1.1\" 200 9 "),
+        lines[0].contains("\"GET /slow/1500 HTTP/1.1\" 200 9 "),
         "{lines:?}"
     );
 }
