@@ -52,7 +52,6 @@ fn options() -> Result<Options, String> {
         ambassador: std::env::current_exe()
             .map_err(|e| e.to_string())?
             .parent()
-            .and_then(|examples| examples.parent())
             .map(|release| release.join("ambassador"))
             .ok_or("cannot locate the target directory")?,
     };

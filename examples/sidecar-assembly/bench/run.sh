@@ -8,7 +8,7 @@ repo="$(cd "$(dirname "$0")/../../.." && pwd)"
 target="x86_64-unknown-linux-gnu"
 cd "$repo"
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
-cargo build --release --locked --target "$target" -p sidecar-assembly --bins --example ambassador-bench
+cargo build --release --locked --target "$target" -p sidecar-assembly --bins --features bench
 echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)"
 echo "command: examples/sidecar-assembly/bench/run.sh $*"
-"${CARGO_TARGET_DIR:-$repo/target}/$target/release/examples/ambassador-bench" "$@"
+"${CARGO_TARGET_DIR:-$repo/target}/$target/release/ambassador-bench" "$@"
