@@ -211,95 +211,142 @@ fn kind(v: &Value) -> &'static str {
 
 /// Where the MessagePack value at the start of `buf` ends: `Some(len)`
 /// once `buf` holds all of it, `None` while more bytes are needed.
-///
-/// Walks the markers iteratively (no recursion, no allocation), counting
-/// the values still expected, so a frame's size and value count are
-/// checked before anything is decoded.
 pub fn frame_len(buf: &[u8], max_bytes: usize) -> Result<Option<usize>, ForwardError> {
-    let mut pos = 0usize;
-    let mut pending: u64 = 1;
-    let mut values = 0usize;
-    // Reads a big-endian length of `n` bytes at `pos`.
-    let be = |buf: &[u8], pos: usize, n: usize| -> Option<u64> {
+    FrameScanner::new().scan(buf, max_bytes)
+}
+
+/// Finds where a frame ends without building it, so a reader knows when
+/// it has a whole one and can bound what it buffers before decoding.
+///
+/// It walks the markers iteratively (no recursion, no allocation),
+/// counting the values still expected, and remembers where it stopped: a
+/// frame arriving in many reads is scanned once overall, not once per read.
+#[derive(Debug, Clone)]
+pub struct FrameScanner {
+    /// Where the next value starts (may lie beyond the bytes received when
+    /// the last one's payload has not all arrived).
+    pos: usize,
+    /// Values still to come before the frame is complete.
+    pending: u64,
+    values: usize,
+}
+
+impl Default for FrameScanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FrameScanner {
+    pub fn new() -> Self {
+        FrameScanner {
+            pos: 0,
+            pending: 1,
+            values: 0,
+        }
+    }
+
+    /// Continues over `buf` (the same bytes as before, possibly more of
+    /// them): `Some(len)` when the frame is complete (the scanner is then
+    /// reset for the next frame, which starts at `buf[len]` — drain those
+    /// bytes before the next call), `None` when more bytes are needed.
+    pub fn scan(&mut self, buf: &[u8], max_bytes: usize) -> Result<Option<usize>, ForwardError> {
+        while self.pending > 0 {
+            let Some((end, children)) = value_header(buf, self.pos, max_bytes)? else {
+                return Ok(None);
+            };
+            self.values += 1;
+            if self.values > MAX_FRAME_VALUES {
+                return Err(ForwardError::TooManyValues {
+                    limit: MAX_FRAME_VALUES,
+                });
+            }
+            self.pending = self.pending - 1 + children;
+            // Every value takes at least a byte, so values that could
+            // never all fit under the limit are refused now.
+            if end.saturating_add(self.pending) > max_bytes as u64 {
+                return Err(ForwardError::TooLarge { limit: max_bytes });
+            }
+            // `end` is at most `max_bytes`, a usize.
+            self.pos = end as usize;
+        }
+        if self.pos > buf.len() {
+            return Ok(None);
+        }
+        let len = self.pos;
+        *self = FrameScanner::new();
+        Ok(Some(len))
+    }
+}
+
+/// Reads the header of the value at `pos`: where the value ends (its
+/// payload skipped, children not included) and how many child values
+/// follow, or `None` if the header is not all in `buf` yet.
+fn value_header(
+    buf: &[u8],
+    pos: usize,
+    max_bytes: usize,
+) -> Result<Option<(u64, u64)>, ForwardError> {
+    if pos >= max_bytes {
+        return Err(ForwardError::TooLarge { limit: max_bytes });
+    }
+    let Some(&marker) = buf.get(pos) else {
+        return Ok(None);
+    };
+    let mut pos = pos + 1;
+    // A big-endian length of `n` bytes at `pos`.
+    let be = |pos: usize, n: usize| -> Option<u64> {
         let bytes = buf.get(pos..pos + n)?;
         Some(bytes.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b)))
     };
-    while pending > 0 {
-        if pos >= max_bytes {
-            return Err(ForwardError::TooLarge { limit: max_bytes });
+    // (payload bytes after the header, child values)
+    let (skip, children): (u64, u64) = match marker {
+        0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0),
+        0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
+        0x90..=0x9f => (0, u64::from(marker & 0x0f)),
+        0xa0..=0xbf => (u64::from(marker & 0x1f), 0),
+        0xc1 => return Err(ForwardError::InvalidMarker),
+        0xc4 | 0xd9 | 0xc5 | 0xda | 0xc6 | 0xdb => {
+            let n = match marker {
+                0xc4 | 0xd9 => 1,
+                0xc5 | 0xda => 2,
+                _ => 4,
+            };
+            let Some(len) = be(pos, n) else {
+                return Ok(None);
+            };
+            pos += n;
+            (len, 0)
         }
-        let Some(&marker) = buf.get(pos) else {
-            return Ok(None);
-        };
-        pos += 1;
-        pending -= 1;
-        values += 1;
-        if values > MAX_FRAME_VALUES {
-            return Err(ForwardError::TooManyValues {
-                limit: MAX_FRAME_VALUES,
-            });
+        0xc7..=0xc9 => {
+            let n = 1 << (marker - 0xc7);
+            let Some(len) = be(pos, n) else {
+                return Ok(None);
+            };
+            pos += n;
+            // The type byte, then the data.
+            (len + 1, 0)
         }
-        // (bytes of the length field, bytes of payload beyond it, or
-        // children added).
-        let (skip, children): (u64, u64) = match marker {
-            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0),
-            0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
-            0x90..=0x9f => (0, u64::from(marker & 0x0f)),
-            0xa0..=0xbf => (u64::from(marker & 0x1f), 0),
-            0xc1 => return Err(ForwardError::InvalidMarker),
-            0xc4 | 0xd9 | 0xc5 | 0xda | 0xc6 | 0xdb => {
-                let n = match marker {
-                    0xc4 | 0xd9 => 1,
-                    0xc5 | 0xda => 2,
-                    _ => 4,
-                };
-                let Some(len) = be(buf, pos, n) else {
-                    return Ok(None);
-                };
-                pos += n;
-                (len, 0)
-            }
-            0xc7..=0xc9 => {
-                let n = 1 << (marker - 0xc7);
-                let Some(len) = be(buf, pos, n) else {
-                    return Ok(None);
-                };
-                pos += n;
-                (len + 1, 0)
-            }
-            0xca | 0xce | 0xd2 => (4, 0),
-            0xcb | 0xcf | 0xd3 => (8, 0),
-            0xcc | 0xd0 => (1, 0),
-            0xcd | 0xd1 => (2, 0),
-            0xd4..=0xd8 => (1 + (1 << (marker - 0xd4)), 0),
-            0xdc..=0xdf => {
-                let n = if marker == 0xdc || marker == 0xde {
-                    2
-                } else {
-                    4
-                };
-                let Some(count) = be(buf, pos, n) else {
-                    return Ok(None);
-                };
-                pos += n;
-                let per = if marker >= 0xde { 2 } else { 1 };
-                (0, count * per)
-            }
-        };
-        // Every value takes at least a byte, so children beyond the byte
-        // limit can never all arrive.
-        pending = pending.saturating_add(children);
-        let end = (pos as u64).saturating_add(skip);
-        if end.saturating_add(pending) > max_bytes as u64 {
-            return Err(ForwardError::TooLarge { limit: max_bytes });
+        0xca | 0xce | 0xd2 => (4, 0),
+        0xcb | 0xcf | 0xd3 => (8, 0),
+        0xcc | 0xd0 => (1, 0),
+        0xcd | 0xd1 => (2, 0),
+        0xd4..=0xd8 => (1 + (1 << (marker - 0xd4)), 0),
+        0xdc..=0xdf => {
+            let n = if marker == 0xdc || marker == 0xde {
+                2
+            } else {
+                4
+            };
+            let Some(count) = be(pos, n) else {
+                return Ok(None);
+            };
+            pos += n;
+            let per = if marker >= 0xde { 2 } else { 1 };
+            (0, count * per)
         }
-        // `end` is at most `max_bytes`, a usize.
-        pos = end as usize;
-    }
-    if pos > buf.len() {
-        return Ok(None);
-    }
-    Ok(Some(pos))
+    };
+    Ok(Some(((pos as u64).saturating_add(skip), children)))
 }
 
 fn read_value(bytes: &mut Cursor<&[u8]>) -> Result<Value, ForwardError> {
@@ -530,6 +577,26 @@ mod tests {
         let mut two = bytes.clone();
         two.extend_from_slice(&bytes);
         assert_eq!(frame_len(&two, MAX_FRAME_BYTES), Ok(Some(bytes.len())));
+    }
+
+    #[test]
+    fn the_scanner_resumes_where_it_stopped() {
+        let one = encode_frame(&frame(Mode::Forward, Some("c")));
+        let mut stream = one.clone();
+        stream.extend_from_slice(&one);
+        // Fed a byte at a time, it finds the first frame's end exactly.
+        let mut scanner = FrameScanner::new();
+        let mut found = None;
+        for n in 1..=stream.len() {
+            if let Some(len) = scanner.scan(&stream[..n], MAX_FRAME_BYTES).unwrap() {
+                found = Some((n, len));
+                break;
+            }
+        }
+        assert_eq!(found, Some((one.len(), one.len())));
+        // Reset, it finds the next one in the remaining bytes.
+        let rest = &stream[one.len()..];
+        assert_eq!(scanner.scan(rest, MAX_FRAME_BYTES), Ok(Some(one.len())));
     }
 
     #[test]

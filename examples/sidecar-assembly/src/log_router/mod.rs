@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::admin::{self, Admin};
-use crate::forward::{self, ForwardError, Frame};
+use crate::forward::{self, ForwardError, Frame, FrameScanner};
 use counts::Counts;
 use matching::TagMatch;
 use output::{json_line, Output, OutputError};
@@ -240,8 +240,9 @@ impl LogRouter {
 async fn serve_connection(state: &State, mut stream: TcpStream) -> Result<(), ConnectionError> {
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut scanner = FrameScanner::new();
     loop {
-        while let Some(len) = forward::frame_len(&buf, state.max_frame_bytes)? {
+        while let Some(len) = scanner.scan(&buf, state.max_frame_bytes)? {
             let frame = forward::decode_frame(&buf[..len])?;
             buf.drain(..len);
             route(state, frame, &mut stream).await?;
