@@ -239,10 +239,9 @@ pub async fn resolve_credentials(
             CredentialsError::InvalidConfiguration(_) => {
                 InitError::Config(format!("the task's credentials: {}", causes(&e)))
             }
-            CredentialsError::ProviderTimedOut(_) | CredentialsError::ProviderError(_) => {
-                InitError::Unreachable { uri, detail }
-            }
-            _ => InitError::Failed { uri, detail },
+            // Anything else is the credentials endpoint failing to answer
+            // (refused, timed out, an error page): worth a retry.
+            _ => InitError::Unreachable { uri, detail },
         }
     })
 }
