@@ -72,6 +72,9 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
+/// How long lines gather between two writes; the most a line waits.
+const GATHER: Duration = Duration::from_millis(5);
+
 enum Message {
     Line(String),
     Flush(mpsc::Sender<()>),
@@ -147,13 +150,17 @@ fn write_lines(out: Box<dyn Write + Send>, lines: Receiver<Message>) {
         }
     };
     // Block for the first line, then take whatever else is queued before
-    // flushing: one write per burst of requests, not one per line.
+    // flushing: one write per burst of requests, not one per line. Then
+    // let lines gather for a few milliseconds before blocking again: under
+    // load, waking this thread for every line would cost a futex wake and
+    // a context switch per request.
     while let Ok(message) = lines.recv() {
         write(&mut out, message);
         while let Ok(message) = lines.try_recv() {
             write(&mut out, message);
         }
         let _ = out.flush();
+        std::thread::sleep(GATHER);
     }
 }
 
