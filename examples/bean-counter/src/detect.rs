@@ -1,0 +1,695 @@
+//! Finding the coins in a picture: circles with a precise radius and a
+//! colour.
+//!
+//! The table is estimated first, as a smooth field: the picture is cut into
+//! cells, the most common cell colour seeds a region grown across cells
+//! that change little from their neighbours (so a lighting gradient, a fold
+//! of cloth or a soft shadow stays "table"), and the cells the region never
+//! reached (coins, and cells crossing a coin's edge) are filled in from
+//! around them. Every pixel is then divided by the table under it, which
+//! both evens out the lighting and white-balances the picture; how far that
+//! ratio is from 1 is the pixel's *contrast*.
+//!
+//! Otsu's threshold on the contrast gives blobs. Touching coins make one
+//! blob, so each blob is covered greedily by the largest circles its
+//! distance transform offers (the inscribed circle of two touching discs is
+//! each disc in turn). Each circle's radius is then measured to a fraction
+//! of a pixel: in each of [`SECTORS`] directions the edge is where the
+//! contrast falls to halfway between the coin's rim and the table; the
+//! directions that see no clean edge (a neighbouring coin, a shadow) are
+//! outvoted by the others.
+
+use std::collections::VecDeque;
+
+use image::{GrayImage, Luma, RgbImage};
+use imageproc::distance_transform::{euclidean_squared_distance_transform, Norm};
+use imageproc::region_labelling::{connected_components, Connectivity};
+
+/// A circle in the picture, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Circle {
+    pub x: f32,
+    pub y: f32,
+    pub r: f32,
+}
+
+/// A coin-like circle and what was measured about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blob {
+    pub circle: Circle,
+    /// The share of directions in which a clean edge was found (0 to 1).
+    pub support: f32,
+    /// How red the coin is against blue, relative to the table (see
+    /// [`redness`]): copper coins come out higher than silver ones.
+    pub redness: f32,
+}
+
+/// Directions in which a coin's edge is looked for.
+pub const SECTORS: usize = 72;
+
+/// Contrast is scaled by this to fit a byte for Otsu's threshold.
+const CONTRAST_SCALE: f32 = 400.0;
+
+/// Below this contrast (ratio distance from the table) nothing is a coin,
+/// whatever Otsu says: a blank table must give no coins.
+const MIN_CONTRAST: f32 = 0.07;
+
+/// The smallest radius, in pixels, a coin may have in the work picture.
+const MIN_RADIUS: f32 = 6.0;
+
+/// Share of directions that must see a clean edge for a circle to be a
+/// coin.
+const MIN_SUPPORT: f32 = 0.3;
+
+/// Everything found in a picture: the coins and the contrast map (kept for
+/// drawing and debugging).
+pub struct Detection {
+    pub blobs: Vec<Blob>,
+    pub threshold: f32,
+}
+
+/// Finds the coin-like circles of `rgb`, largest first.
+pub fn find_blobs(rgb: &RgbImage) -> Detection {
+    let (w, h) = rgb.dimensions();
+    if w < 8 || h < 8 {
+        return Detection {
+            blobs: Vec::new(),
+            threshold: 0.0,
+        };
+    }
+    let table = Table::estimate(rgb);
+    let contrast = contrast_map(rgb, &table);
+    let threshold = threshold(&contrast).max(MIN_CONTRAST);
+    let mask = clean_mask(&contrast, threshold);
+    let mut blobs: Vec<Blob> = propose_circles(&mask)
+        .into_iter()
+        .filter_map(|c| refine(&contrast, c))
+        .map(|(circle, support)| Blob {
+            circle,
+            support,
+            redness: redness(&contrast, circle),
+        })
+        .collect();
+    // Coins lie side by side, not on top of each other: of two circles
+    // that overlap, the one whose edge is better supported is the coin.
+    blobs.sort_by(|a, b| {
+        b.support
+            .total_cmp(&a.support)
+            .then(b.circle.r.total_cmp(&a.circle.r))
+    });
+    let mut kept: Vec<Blob> = Vec::with_capacity(blobs.len());
+    for blob in blobs {
+        let overlaps = kept.iter().any(|k| {
+            let d = ((k.circle.x - blob.circle.x).powi(2) + (k.circle.y - blob.circle.y).powi(2))
+                .sqrt();
+            d < 0.85 * (k.circle.r + blob.circle.r)
+        });
+        if !overlaps {
+            kept.push(blob);
+        }
+    }
+    kept.sort_by(|a, b| b.circle.r.total_cmp(&a.circle.r));
+    Detection {
+        blobs: kept,
+        threshold,
+    }
+}
+
+/// The colour of the bare table, as a coarse grid interpolated bilinearly.
+struct Table {
+    cell: u32,
+    gw: usize,
+    gh: usize,
+    colour: Vec<[f32; 3]>,
+}
+
+impl Table {
+    fn estimate(rgb: &RgbImage) -> Self {
+        let (w, h) = rgb.dimensions();
+        let cell = (w.max(h) / 48).max(4);
+        let gw = w.div_ceil(cell) as usize;
+        let gh = h.div_ceil(cell) as usize;
+        let mut sum = vec![[0f64; 3]; gw * gh];
+        let mut sum_sq = vec![0f64; gw * gh];
+        let mut count = vec![0u32; gw * gh];
+        for (x, y, px) in rgb.enumerate_pixels() {
+            let i = (y / cell) as usize * gw + (x / cell) as usize;
+            let l = (f64::from(px[0]) + f64::from(px[1]) + f64::from(px[2])) / 3.0;
+            for c in 0..3 {
+                sum[i][c] += f64::from(px[c]);
+            }
+            sum_sq[i] += l * l;
+            count[i] += 1;
+        }
+        let mut mean = vec![[0f32; 3]; gw * gh];
+        let mut spread = vec![0f32; gw * gh];
+        for i in 0..gw * gh {
+            let n = f64::from(count[i].max(1));
+            let m = [sum[i][0] / n, sum[i][1] / n, sum[i][2] / n];
+            let l = (m[0] + m[1] + m[2]) / 3.0;
+            mean[i] = [m[0] as f32, m[1] as f32, m[2] as f32];
+            spread[i] = (sum_sq[i] / n - l * l).max(0.0).sqrt() as f32;
+        }
+
+        // The most common colour (in bins of 16 levels) among the quieter
+        // half of the cells seeds the table.
+        let mut quiet = spread.clone();
+        quiet.sort_by(f32::total_cmp);
+        let median_spread = quiet[quiet.len() / 2];
+        let bin = |m: &[f32; 3]| {
+            let q = |v: f32| (v as usize / 16).min(15);
+            (q(m[0]) * 16 + q(m[1])) * 16 + q(m[2])
+        };
+        let mut histogram = vec![0u32; 4096];
+        for i in 0..gw * gh {
+            if spread[i] <= median_spread {
+                histogram[bin(&mean[i])] += 1;
+            }
+        }
+        let mode = histogram
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, n)| **n)
+            .map(|(b, _)| b)
+            .unwrap_or(0);
+        let seeds: Vec<usize> = (0..gw * gh)
+            .filter(|&i| spread[i] <= median_spread && bin(&mean[i]) == mode)
+            .collect();
+        let mut seed_spread: Vec<f32> = seeds.iter().map(|&i| spread[i]).collect();
+        seed_spread.sort_by(f32::total_cmp);
+        let typical = seed_spread
+            .get(seed_spread.len() / 2)
+            .copied()
+            .unwrap_or(2.0);
+        let spread_limit = (typical * 2.5).max(4.0);
+        let step_limit = (typical * 2.0).max(7.0);
+
+        // Grow the table over cells that are quiet and close in colour to
+        // the neighbour they are reached from.
+        let mut known = vec![false; gw * gh];
+        let mut queue: VecDeque<usize> = VecDeque::new();
+        for &i in &seeds {
+            known[i] = true;
+            queue.push_back(i);
+        }
+        while let Some(i) = queue.pop_front() {
+            let (cx, cy) = (i % gw, i / gw);
+            for (nx, ny) in neighbours4(cx, cy, gw, gh) {
+                let j = ny * gw + nx;
+                if known[j] || spread[j] > spread_limit {
+                    continue;
+                }
+                let step = (0..3)
+                    .map(|c| (mean[j][c] - mean[i][c]).abs())
+                    .fold(0f32, f32::max);
+                if step <= step_limit {
+                    known[j] = true;
+                    queue.push_back(j);
+                }
+            }
+        }
+
+        // Fill the cells under coins from the table around them, ring by
+        // ring.
+        let mut colour: Vec<[f32; 3]> = mean;
+        let mut filled = known;
+        loop {
+            let mut next = Vec::new();
+            for i in 0..gw * gh {
+                if filled[i] {
+                    continue;
+                }
+                let (cx, cy) = (i % gw, i / gw);
+                let mut acc = [0f32; 3];
+                let mut n = 0f32;
+                for (nx, ny) in neighbours8(cx, cy, gw, gh) {
+                    let j = ny * gw + nx;
+                    if filled[j] {
+                        for c in 0..3 {
+                            acc[c] += colour[j][c];
+                        }
+                        n += 1.0;
+                    }
+                }
+                if n > 0.0 {
+                    next.push((i, [acc[0] / n, acc[1] / n, acc[2] / n]));
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            for (i, c) in next {
+                colour[i] = c;
+                filled[i] = true;
+            }
+        }
+        // One pass of smoothing takes the cell-to-cell jitter out.
+        let mut smooth = colour.clone();
+        for (i, out) in smooth.iter_mut().enumerate() {
+            let (cx, cy) = (i % gw, i / gw);
+            let mut acc = colour[i];
+            let mut n = 1f32;
+            for (nx, ny) in neighbours8(cx, cy, gw, gh) {
+                for c in 0..3 {
+                    acc[c] += colour[ny * gw + nx][c];
+                }
+                n += 1.0;
+            }
+            *out = [acc[0] / n, acc[1] / n, acc[2] / n];
+        }
+        Self {
+            cell,
+            gw,
+            gh,
+            colour: smooth,
+        }
+    }
+
+    /// The table's colour at pixel (x, y), never darker than 1.
+    fn at(&self, x: f32, y: f32) -> [f32; 3] {
+        let half = self.cell as f32 / 2.0;
+        let gx = ((x - half) / self.cell as f32).clamp(0.0, (self.gw - 1) as f32);
+        let gy = ((y - half) / self.cell as f32).clamp(0.0, (self.gh - 1) as f32);
+        let (x0, y0) = (gx.floor() as usize, gy.floor() as usize);
+        let (x1, y1) = ((x0 + 1).min(self.gw - 1), (y0 + 1).min(self.gh - 1));
+        let (fx, fy) = (gx - x0 as f32, gy - y0 as f32);
+        let c = |x: usize, y: usize| self.colour[y * self.gw + x];
+        let (a, b, d, e) = (c(x0, y0), c(x1, y0), c(x0, y1), c(x1, y1));
+        let mut out = [0f32; 3];
+        for k in 0..3 {
+            let top = a[k] + (b[k] - a[k]) * fx;
+            let bottom = d[k] + (e[k] - d[k]) * fx;
+            out[k] = (top + (bottom - top) * fy).max(1.0);
+        }
+        out
+    }
+}
+
+fn neighbours4(x: usize, y: usize, w: usize, h: usize) -> impl Iterator<Item = (usize, usize)> {
+    [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)]
+        .into_iter()
+        .filter_map(move |(dx, dy)| offset(x, y, dx, dy, w, h))
+}
+
+fn neighbours8(x: usize, y: usize, w: usize, h: usize) -> impl Iterator<Item = (usize, usize)> {
+    [
+        (-1i64, -1i64),
+        (0, -1),
+        (1, -1),
+        (-1, 0),
+        (1, 0),
+        (-1, 1),
+        (0, 1),
+        (1, 1),
+    ]
+    .into_iter()
+    .filter_map(move |(dx, dy)| offset(x, y, dx, dy, w, h))
+}
+
+fn offset(x: usize, y: usize, dx: i64, dy: i64, w: usize, h: usize) -> Option<(usize, usize)> {
+    let nx = x as i64 + dx;
+    let ny = y as i64 + dy;
+    (nx >= 0 && ny >= 0 && (nx as usize) < w && (ny as usize) < h)
+        .then_some((nx as usize, ny as usize))
+}
+
+/// Each pixel divided by the table under it (1 where the table is bare),
+/// and its contrast: the root-mean-square distance of that ratio from 1.
+struct Contrast {
+    w: u32,
+    h: u32,
+    ratio: Vec<[f32; 3]>,
+    values: Vec<f32>,
+}
+
+impl Contrast {
+    fn get(&self, x: u32, y: u32) -> f32 {
+        self.values[(y * self.w + x) as usize]
+    }
+
+    fn inside(&self, x: f32, y: f32) -> bool {
+        x >= 0.0 && y >= 0.0 && x <= (self.w - 1) as f32 && y <= (self.h - 1) as f32
+    }
+
+    /// Bilinear sample of the contrast; outside the picture counts as table.
+    fn sample(&self, x: f32, y: f32) -> f32 {
+        if !self.inside(x, y) {
+            return 0.0;
+        }
+        let (i, f) = self.corners(x, y);
+        let v = |k: usize| self.values[i[k]];
+        let top = v(0) + (v(1) - v(0)) * f.0;
+        let bottom = v(2) + (v(3) - v(2)) * f.0;
+        top + (bottom - top) * f.1
+    }
+
+    fn corners(&self, x: f32, y: f32) -> ([usize; 4], (f32, f32)) {
+        let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+        let (x1, y1) = ((x0 + 1).min(self.w - 1), (y0 + 1).min(self.h - 1));
+        let at = |x: u32, y: u32| (y * self.w + x) as usize;
+        (
+            [at(x0, y0), at(x1, y0), at(x0, y1), at(x1, y1)],
+            (x - x0 as f32, y - y0 as f32),
+        )
+    }
+}
+
+fn contrast_map(rgb: &RgbImage, table: &Table) -> Contrast {
+    let (w, h) = rgb.dimensions();
+    let mut values = Vec::with_capacity((w * h) as usize);
+    let mut ratio = Vec::with_capacity((w * h) as usize);
+    for (x, y, px) in rgb.enumerate_pixels() {
+        let t = table.at(x as f32, y as f32);
+        let r = [
+            f32::from(px[0]) / t[0],
+            f32::from(px[1]) / t[1],
+            f32::from(px[2]) / t[2],
+        ];
+        let sq: f32 = r.iter().map(|v| (1.0 - v) * (1.0 - v)).sum();
+        values.push((sq / 3.0).sqrt());
+        ratio.push(r);
+    }
+    Contrast {
+        w,
+        h,
+        ratio,
+        values,
+    }
+}
+
+/// Otsu's threshold on the contrast, in contrast units.
+fn threshold(contrast: &Contrast) -> f32 {
+    let gray = GrayImage::from_fn(contrast.w, contrast.h, |x, y| {
+        Luma([(contrast.get(x, y) * CONTRAST_SCALE).clamp(0.0, 255.0) as u8])
+    });
+    f32::from(imageproc::contrast::otsu_level(&gray)) / CONTRAST_SCALE
+}
+
+/// The coin mask: contrast above the threshold, holes filled (a coin's
+/// highlights can be as bright as the table), specks and threads removed.
+fn clean_mask(contrast: &Contrast, threshold: f32) -> GrayImage {
+    let (w, h) = (contrast.w, contrast.h);
+    let mut mask = GrayImage::from_fn(w, h, |x, y| {
+        Luma([if contrast.get(x, y) > threshold {
+            255
+        } else {
+            0
+        }])
+    });
+    imageproc::morphology::close_mut(&mut mask, Norm::LInf, 1);
+    fill_holes(&mut mask);
+    imageproc::morphology::open_mut(&mut mask, Norm::L2, 2);
+    mask
+}
+
+/// Sets every background pixel that the border cannot reach to foreground.
+fn fill_holes(mask: &mut GrayImage) {
+    let (w, h) = mask.dimensions();
+    let mut outside = vec![false; (w * h) as usize];
+    let mut queue = VecDeque::new();
+    let visit = |x: u32, y: u32, outside: &mut Vec<bool>, queue: &mut VecDeque<(u32, u32)>| {
+        let i = (y * w + x) as usize;
+        if !outside[i] && mask.get_pixel(x, y)[0] == 0 {
+            outside[i] = true;
+            queue.push_back((x, y));
+        }
+    };
+    for x in 0..w {
+        visit(x, 0, &mut outside, &mut queue);
+        visit(x, h - 1, &mut outside, &mut queue);
+    }
+    for y in 0..h {
+        visit(0, y, &mut outside, &mut queue);
+        visit(w - 1, y, &mut outside, &mut queue);
+    }
+    while let Some((x, y)) = queue.pop_front() {
+        for (nx, ny) in neighbours4(x as usize, y as usize, w as usize, h as usize) {
+            visit(nx as u32, ny as u32, &mut outside, &mut queue);
+        }
+    }
+    for (i, px) in mask.pixels_mut().enumerate() {
+        if !outside[i] {
+            px[0] = 255;
+        }
+    }
+}
+
+/// Proposes circles for the blobs of `mask`: for a blob about as wide as
+/// it is tall, the circle of its bounding box (right even when glare bit a
+/// piece out of the coin); for every blob, the largest circles that fit in
+/// it, so touching coins come out one circle each.
+fn propose_circles(mask: &GrayImage) -> Vec<Circle> {
+    let (w, h) = mask.dimensions();
+    let labels = connected_components(mask, Connectivity::Four, Luma([0u8]));
+    let inverted = GrayImage::from_fn(w, h, |x, y| {
+        Luma([if mask.get_pixel(x, y)[0] == 0 { 255 } else { 0 }])
+    });
+    let distance = euclidean_squared_distance_transform(&inverted);
+    let mut per_label: Vec<Vec<(f32, u32, u32)>> = Vec::new();
+    let mut boxes: Vec<[u32; 4]> = Vec::new();
+    for (x, y, label) in labels.enumerate_pixels() {
+        let label = label[0] as usize;
+        if label == 0 {
+            continue;
+        }
+        if per_label.len() < label {
+            per_label.resize_with(label, Vec::new);
+            boxes.resize(label, [u32::MAX, u32::MAX, 0, 0]);
+        }
+        let b = &mut boxes[label - 1];
+        *b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
+        let r = distance.get_pixel(x, y)[0].sqrt() as f32;
+        if r >= MIN_RADIUS {
+            per_label[label - 1].push((r, x, y));
+        }
+    }
+    let mut circles = Vec::new();
+    for (mut pixels, b) in per_label.into_iter().zip(boxes) {
+        let Some(&(largest, _, _)) = pixels.iter().max_by(|a, b| a.0.total_cmp(&b.0)) else {
+            continue;
+        };
+        let (bw, bh) = ((b[2] - b[0] + 1) as f32, (b[3] - b[1] + 1) as f32);
+        if bw.min(bh) >= 2.0 * MIN_RADIUS && bw.max(bh) <= 1.3 * bw.min(bh) {
+            circles.push(Circle {
+                x: (b[0] + b[2]) as f32 / 2.0,
+                y: (b[1] + b[3]) as f32 / 2.0,
+                r: (bw + bh) / 4.0,
+            });
+        }
+        pixels.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut mine: Vec<Circle> = Vec::new();
+        for (r, x, y) in pixels {
+            if r < 0.5 * largest {
+                break;
+            }
+            let (x, y) = (x as f32, y as f32);
+            let apart = mine.iter().all(|c| {
+                let d = ((c.x - x).powi(2) + (c.y - y).powi(2)).sqrt();
+                d >= 0.75 * (c.r + r)
+            });
+            if apart {
+                mine.push(Circle { x, y, r });
+            }
+        }
+        circles.extend(mine);
+    }
+    circles
+}
+
+/// Finds the coin's edge around a rough circle and fits a circle to it;
+/// returns the fitted circle and the share of directions whose edge lies
+/// on it, or `None` when too few do (not a coin).
+fn refine(contrast: &Contrast, rough: Circle) -> Option<(Circle, f32)> {
+    let mut circle = rough;
+    let mut support = 0.0;
+    // The second pass looks again from the better centre and radius.
+    for _ in 0..2 {
+        let edges = edge_points(contrast, circle)?;
+        let (fitted, inliers) = robust_circle_fit(&edges)?;
+        support = inliers as f32 / SECTORS as f32;
+        if support < MIN_SUPPORT || fitted.r < MIN_RADIUS {
+            return None;
+        }
+        // A fit that wandered far from where it started found something
+        // else.
+        let moved = ((fitted.x - rough.x).powi(2) + (fitted.y - rough.y).powi(2)).sqrt();
+        if moved > 0.5 * rough.r || fitted.r > 1.5 * rough.r || fitted.r < 0.6 * rough.r {
+            return None;
+        }
+        circle = fitted;
+    }
+    Some((circle, support))
+}
+
+/// The coin's edge in each of [`SECTORS`] directions: scanning in from
+/// the table, the first place where the contrast rises to halfway between
+/// the table and the coin's rim, interpolated between samples. A direction
+/// counts only if its far end is bare table (so it does not end inside a
+/// neighbouring coin). A shadow moves the edge outwards in the directions
+/// it falls in; [`robust_circle_fit`] leaves those out.
+fn edge_points(contrast: &Contrast, c: Circle) -> Option<Vec<(f32, f32)>> {
+    let step = 0.5f32;
+    let inner = 0.6 * c.r;
+    let outer = OUTER * c.r + 3.0;
+    let samples = ((outer - inner) / step) as usize + 1;
+    if samples < 8 {
+        return None;
+    }
+    let directions: Vec<(f32, f32)> = (0..SECTORS)
+        .map(|s| {
+            let angle = s as f32 * std::f32::consts::TAU / SECTORS as f32;
+            (angle.cos(), angle.sin())
+        })
+        .collect();
+    // Levels: the rim band just inside the edge and the table just outside.
+    let mut rim = Vec::with_capacity(SECTORS * 8);
+    let mut table = Vec::with_capacity(SECTORS * 8);
+    let mut profiles = Vec::with_capacity(SECTORS);
+    for &(cos, sin) in &directions {
+        let profile: Vec<f32> = (0..samples)
+            .map(|k| {
+                let rho = inner + k as f32 * step;
+                contrast.sample(c.x + rho * cos, c.y + rho * sin)
+            })
+            .collect();
+        for (k, v) in profile.iter().enumerate() {
+            let rho = inner + k as f32 * step;
+            if rho >= 0.75 * c.r && rho <= 0.92 * c.r {
+                rim.push(*v);
+            } else if rho >= (OUTER - 0.1) * c.r + 2.0 {
+                table.push(*v);
+            }
+        }
+        profiles.push(profile);
+    }
+    let rim_level = median(&mut rim);
+    let table_level = median(&mut table);
+    if rim_level <= table_level {
+        return None;
+    }
+    let half = table_level + 0.5 * (rim_level - table_level);
+    let mut edges = Vec::with_capacity(SECTORS);
+    for (&(cos, sin), profile) in directions.iter().zip(&profiles) {
+        let last = profile.len() - 1;
+        if profile[last] >= half || profile[last - 1] >= half {
+            continue;
+        }
+        let Some(k) = (1..=last).rev().find(|&k| profile[k - 1] >= half) else {
+            continue;
+        };
+        let (a, b) = (profile[k - 1], profile[k]);
+        let frac = if a > b { (a - half) / (a - b) } else { 0.5 };
+        let rho = inner + ((k - 1) as f32 + frac) * step;
+        edges.push((c.x + rho * cos, c.y + rho * sin));
+    }
+    Some(edges)
+}
+
+/// How far out the edge is looked for, as a share of the rough radius.
+const OUTER: f32 = 1.3;
+
+/// Least-squares circle through `points` (Kåsa's algebraic fit), refitted
+/// without the points that lie well outside it (a shadow only ever pushes
+/// the edge out) or far inside; returns the circle and how many points it
+/// keeps.
+fn robust_circle_fit(points: &[(f32, f32)]) -> Option<(Circle, usize)> {
+    let mut kept: Vec<(f32, f32)> = points.to_vec();
+    let mut circle = fit_circle(&kept)?;
+    for _ in 0..6 {
+        let residual = |&(x, y): &(f32, f32)| {
+            ((x - circle.x).powi(2) + (y - circle.y).powi(2)).sqrt() - circle.r
+        };
+        let mut spread: Vec<f32> = kept.iter().map(|p| residual(p).abs()).collect();
+        let sigma = (1.4826 * median(&mut spread)).max(0.35);
+        let next: Vec<(f32, f32)> = points
+            .iter()
+            .copied()
+            .filter(|p| {
+                let r = residual(p);
+                r <= 1.5 * sigma && r >= -3.0 * sigma
+            })
+            .collect();
+        if next.len() == kept.len() {
+            break;
+        }
+        kept = next;
+        circle = fit_circle(&kept)?;
+    }
+    Some((circle, kept.len()))
+}
+
+fn fit_circle(points: &[(f32, f32)]) -> Option<Circle> {
+    if points.len() < 5 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mx, my) = points.iter().fold((0f64, 0f64), |(sx, sy), &(x, y)| {
+        (sx + f64::from(x), sy + f64::from(y))
+    });
+    let (mx, my) = (mx / n, my / n);
+    // Centred coordinates keep the normal equations well conditioned.
+    let (mut sxx, mut sxy, mut syy, mut sxz, mut syz, mut sz) =
+        (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
+    for &(x, y) in points {
+        let (x, y) = (f64::from(x) - mx, f64::from(y) - my);
+        let z = x * x + y * y;
+        sxx += x * x;
+        sxy += x * y;
+        syy += y * y;
+        sxz += x * z;
+        syz += y * z;
+        sz += z;
+    }
+    // With centred data the sums of x and y vanish: solve
+    // [sxx sxy; sxy syy] [a b] = [sxz syz] / 2 for the centre (a, b).
+    let det = sxx * syy - sxy * sxy;
+    if det.abs() < 1e-9 {
+        return None;
+    }
+    let a = 0.5 * (sxz * syy - syz * sxy) / det;
+    let b = 0.5 * (syz * sxx - sxz * sxy) / det;
+    let r2 = a * a + b * b + sz / n;
+    if r2 <= 0.0 {
+        return None;
+    }
+    Some(Circle {
+        x: (a + mx) as f32,
+        y: (b + my) as f32,
+        r: r2.sqrt() as f32,
+    })
+}
+
+fn median(values: &mut [f32]) -> f32 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f32::total_cmp);
+    values[values.len() / 2]
+}
+
+/// How red the coin is against blue: the median over its inner area of
+/// ln(red / blue), both relative to the table, leaving out glare and deep
+/// shadow. Silver coins all come out alike, copper ones higher.
+fn redness(contrast: &Contrast, c: Circle) -> f32 {
+    let reach = 0.8 * c.r;
+    let x0 = (c.x - reach).floor().max(0.0) as u32;
+    let y0 = (c.y - reach).floor().max(0.0) as u32;
+    let x1 = ((c.x + reach).ceil().max(0.0) as u32).min(contrast.w - 1);
+    let y1 = ((c.y + reach).ceil().max(0.0) as u32).min(contrast.h - 1);
+    let mut values = Vec::new();
+    for y in y0..=y1 {
+        for x in x0..=x1 {
+            let (fx, fy) = (x as f32 - c.x, y as f32 - c.y);
+            if fx * fx + fy * fy > reach * reach {
+                continue;
+            }
+            let ratio = contrast.ratio[(y * contrast.w + x) as usize];
+            let brightness = (ratio[0] + ratio[1] + ratio[2]) / 3.0;
+            if !(0.15..=1.2).contains(&brightness) {
+                continue;
+            }
+            values.push((ratio[0].max(1e-3) / ratio[2].max(1e-3)).ln());
+        }
+    }
+    median(&mut values)
+}
