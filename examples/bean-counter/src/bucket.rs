@@ -68,9 +68,14 @@ impl Bucket {
             )
             .load()
             .await;
+        Self::from_sdk_config(name, &sdk)
+    }
+
+    /// A client for bucket `name` with an explicit SDK configuration.
+    pub fn from_sdk_config(name: String, sdk: &aws_config::SdkConfig) -> Self {
         // Path-style addressing: S3 endpoints given by IP address or by a
         // single host name need it, and AWS accepts it.
-        let config = aws_sdk_s3::config::Builder::from(&sdk)
+        let config = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .build();

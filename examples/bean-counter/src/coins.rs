@@ -74,8 +74,8 @@ const QUARTER_GROUP: f32 = 0.05;
 /// the silver coins nearest to them in redness…
 const COPPER_GAP: f32 = 0.15;
 
-/// …and at least this much redder than the quarters.
-const COPPER_OVER_QUARTERS: f32 = 0.2;
+/// …and at least this much redder than the median silver coin.
+const COPPER_OVER_SILVER: f32 = 0.2;
 
 /// Turns the circles found in a picture into coins.
 ///
@@ -140,7 +140,7 @@ pub fn classify(blobs: &[Blob]) -> Result<Vec<Coin>, CountError> {
 
 /// Which blobs are copper: the redder side of the best two-way split of
 /// redness, if it stands [`COPPER_GAP`] apart from the other side and
-/// [`COPPER_OVER_QUARTERS`] above the largest coins.
+/// [`COPPER_OVER_SILVER`] above its median.
 fn copper_split(blobs: &[Blob]) -> Vec<bool> {
     let mut values: Vec<f32> = blobs.iter().map(|b| b.redness).collect();
     values.sort_by(f32::total_cmp);
@@ -160,16 +160,9 @@ fn copper_split(blobs: &[Blob]) -> Vec<bool> {
         return vec![false; n];
     };
     let gap = values[split] - values[split - 1];
-    let largest = blobs.iter().map(|b| b.circle.r).fold(0f32, f32::max);
-    let mut quarter_redness: Vec<f32> = blobs
-        .iter()
-        .filter(|b| b.circle.r >= largest * (1.0 - QUARTER_GROUP))
-        .map(|b| b.redness)
-        .collect();
-    quarter_redness.sort_by(f32::total_cmp);
-    let quarters = quarter_redness[quarter_redness.len() / 2];
+    let silver = values[(split - 1) / 2];
     let threshold = values[split];
-    if gap < COPPER_GAP || threshold - quarters < COPPER_OVER_QUARTERS {
+    if gap < COPPER_GAP || threshold - silver < COPPER_OVER_SILVER {
         return vec![false; n];
     }
     blobs.iter().map(|b| b.redness >= threshold).collect()

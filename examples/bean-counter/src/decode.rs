@@ -176,6 +176,12 @@ fn decode_jpeg(bytes: &[u8]) -> Result<Decoded, CountError> {
 }
 
 fn decode_png(bytes: &[u8]) -> Result<Decoded, CountError> {
+    // The size is checked from the header before the decoder sizes its
+    // buffers: width and height are the first fields of IHDR.
+    if bytes.len() >= 24 && &bytes[12..16] == b"IHDR" {
+        let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        check_pixels(be(&bytes[16..20]), be(&bytes[20..24]), MAX_PIXELS)?;
+    }
     let bad = |e: png::DecodingError| CountError::NotAnImage {
         reason: format!("png: {e}"),
     };

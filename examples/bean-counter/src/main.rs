@@ -4,7 +4,7 @@
 //! ```text
 //! bean-counter [serve]                 serve on $PORT (8080), bucket $BUCKET
 //! bean-counter healthcheck             exit 0 if the local service is healthy
-//! bean-counter count [--json] [--repeat N] FILE...
+//! bean-counter count [--json] [--repeat N] [--annotate OUT.png] [--peak-memory] FILE...
 //! ```
 
 #![forbid(unsafe_code)]
@@ -29,10 +29,11 @@ fn main() -> ExitCode {
         Some("count") => count(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!(
-                "usage: bean-counter [serve] | healthcheck | count [--json] [--repeat N] FILE...\n\
+                "usage: bean-counter [serve] | healthcheck | count [OPTIONS] FILE...\n\
                  serve: the coin counter on $PORT (default 8080), photos from bucket $BUCKET\n\
                  healthcheck: GET /healthz on the local service; exit 0 if it answers 200\n\
-                 count: count photos; --json prints the report, --repeat N times each count"
+                 count: count photos; --json prints the report, --repeat N times each count,\n\
+                 \x20 --annotate OUT.png draws the coins, --peak-memory prints the peak resident memory"
             );
             Ok(())
         }
@@ -75,7 +76,10 @@ fn serve() -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("listening on {addr}: {e}"))?;
-        eprintln!("bean-counter: listening on {addr}");
+        let bound = listener
+            .local_addr()
+            .map_err(|e| format!("listening on {addr}: {e}"))?;
+        eprintln!("bean-counter: listening on {bound}");
         let app = router(Arc::new(AppState::new(bucket)));
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
@@ -137,10 +141,12 @@ fn count(args: &[String]) -> Result<(), String> {
     let mut repeat = 0usize;
     let mut files = Vec::new();
     let mut annotate_to: Option<String> = None;
+    let mut peak_memory = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => json = true,
+            "--peak-memory" => peak_memory = true,
             "--annotate" => {
                 annotate_to = Some(args.next().ok_or("--annotate needs a file")?.clone());
             }
@@ -201,6 +207,13 @@ fn count(args: &[String]) -> Result<(), String> {
                 failed = true;
             }
             None => {}
+        }
+    }
+    if peak_memory {
+        // The high-water mark of resident memory, as the kernel counts it.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+            println!("peak memory: {}", line.trim_start_matches("VmHWM:").trim());
         }
     }
     if failed {
