@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 
 use image::{GrayImage, Luma, RgbImage};
-use imageproc::distance_transform::{euclidean_squared_distance_transform, Norm};
+use imageproc::distance_transform::euclidean_squared_distance_transform;
 use imageproc::region_labelling::{connected_components, Connectivity};
 
 /// A circle in the picture, in pixels.
@@ -81,15 +81,19 @@ pub fn find_blobs(rgb: &RgbImage) -> Detection {
     let contrast = contrast_map(rgb, &table);
     let threshold = threshold(&contrast).max(MIN_CONTRAST);
     let mask = clean_mask(&contrast, threshold);
-    let mut blobs: Vec<Blob> = propose_circles(&mask)
-        .into_iter()
-        .filter_map(|c| refine(&contrast, c))
-        .map(|(circle, support)| Blob {
-            circle,
-            support,
-            redness: redness(&contrast, circle),
-        })
-        .collect();
+    // Proposals that agree (the box and the inscribed circle of a lone
+    // coin) are refined once.
+    let mut proposals: Vec<Circle> = Vec::new();
+    for p in propose_circles(&mask) {
+        let same = proposals.iter().any(|q| {
+            ((q.x - p.x).powi(2) + (q.y - p.y).powi(2)).sqrt() < 0.2 * q.r.max(p.r)
+                && (q.r - p.r).abs() < 0.15 * q.r.max(p.r)
+        });
+        if !same {
+            proposals.push(p);
+        }
+    }
+    let mut blobs: Vec<Blob> = refine_all(&contrast, &proposals);
     // Coins lie side by side, not on top of each other: of two circles
     // that overlap, the one whose edge is better supported is the coin.
     blobs.sort_by(|a, b| {
@@ -129,26 +133,34 @@ impl Table {
         let cell = (w.max(h) / 48).max(4);
         let gw = w.div_ceil(cell) as usize;
         let gh = h.div_ceil(cell) as usize;
-        let mut sum = vec![[0f64; 3]; gw * gh];
-        let mut sum_sq = vec![0f64; gw * gh];
+        // Sums of channels and of squared brightness (R+G+B, so ×9).
+        let mut sum = vec![[0u64; 3]; gw * gh];
+        let mut sum_sq = vec![0u64; gw * gh];
         let mut count = vec![0u32; gw * gh];
-        for (x, y, px) in rgb.enumerate_pixels() {
-            let i = (y / cell) as usize * gw + (x / cell) as usize;
-            let l = (f64::from(px[0]) + f64::from(px[1]) + f64::from(px[2])) / 3.0;
-            for c in 0..3 {
-                sum[i][c] += f64::from(px[c]);
+        for (y, line) in rgb.as_raw().chunks_exact(w as usize * 3).enumerate() {
+            let row = (y / cell as usize) * gw;
+            for (x, px) in line.chunks_exact(3).enumerate() {
+                let i = row + x / cell as usize;
+                let (r, g, b) = (u64::from(px[0]), u64::from(px[1]), u64::from(px[2]));
+                sum[i][0] += r;
+                sum[i][1] += g;
+                sum[i][2] += b;
+                sum_sq[i] += (r + g + b) * (r + g + b);
+                count[i] += 1;
             }
-            sum_sq[i] += l * l;
-            count[i] += 1;
         }
         let mut mean = vec![[0f32; 3]; gw * gh];
         let mut spread = vec![0f32; gw * gh];
         for i in 0..gw * gh {
             let n = f64::from(count[i].max(1));
-            let m = [sum[i][0] / n, sum[i][1] / n, sum[i][2] / n];
+            let m = [
+                sum[i][0] as f64 / n,
+                sum[i][1] as f64 / n,
+                sum[i][2] as f64 / n,
+            ];
             let l = (m[0] + m[1] + m[2]) / 3.0;
             mean[i] = [m[0] as f32, m[1] as f32, m[2] as f32];
-            spread[i] = (sum_sq[i] / n - l * l).max(0.0).sqrt() as f32;
+            spread[i] = (sum_sq[i] as f64 / 9.0 / n - l * l).max(0.0).sqrt() as f32;
         }
 
         // The most common colour (in bins of 16 levels) among the quieter
@@ -265,23 +277,33 @@ impl Table {
         }
     }
 
-    /// The table's colour at pixel (x, y), never darker than 1.
-    fn at(&self, x: f32, y: f32) -> [f32; 3] {
+    /// The table's colour along row `y`, one entry per pixel of `out`.
+    fn row(&self, y: f32, out: &mut [[f32; 3]]) {
         let half = self.cell as f32 / 2.0;
-        let gx = ((x - half) / self.cell as f32).clamp(0.0, (self.gw - 1) as f32);
         let gy = ((y - half) / self.cell as f32).clamp(0.0, (self.gh - 1) as f32);
-        let (x0, y0) = (gx.floor() as usize, gy.floor() as usize);
-        let (x1, y1) = ((x0 + 1).min(self.gw - 1), (y0 + 1).min(self.gh - 1));
-        let (fx, fy) = (gx - x0 as f32, gy - y0 as f32);
-        let c = |x: usize, y: usize| self.colour[y * self.gw + x];
-        let (a, b, d, e) = (c(x0, y0), c(x1, y0), c(x0, y1), c(x1, y1));
-        let mut out = [0f32; 3];
-        for k in 0..3 {
-            let top = a[k] + (b[k] - a[k]) * fx;
-            let bottom = d[k] + (e[k] - d[k]) * fx;
-            out[k] = (top + (bottom - top) * fy).max(1.0);
+        let y0 = gy.floor() as usize;
+        let y1 = (y0 + 1).min(self.gh - 1);
+        let fy = gy - y0 as f32;
+        // The row of cell colours interpolated at this y.
+        let cells: Vec<[f32; 3]> = (0..self.gw)
+            .map(|x| {
+                let (a, b) = (self.colour[y0 * self.gw + x], self.colour[y1 * self.gw + x]);
+                [
+                    a[0] + (b[0] - a[0]) * fy,
+                    a[1] + (b[1] - a[1]) * fy,
+                    a[2] + (b[2] - a[2]) * fy,
+                ]
+            })
+            .collect();
+        for (x, value) in out.iter_mut().enumerate() {
+            let gx = ((x as f32 - half) / self.cell as f32).clamp(0.0, (self.gw - 1) as f32);
+            let x0 = gx.floor() as usize;
+            let x1 = (x0 + 1).min(self.gw - 1);
+            let fx = gx - x0 as f32;
+            for k in 0..3 {
+                value[k] = (cells[x0][k] + (cells[x1][k] - cells[x0][k]) * fx).max(1.0);
+            }
         }
-        out
     }
 }
 
@@ -358,16 +380,19 @@ fn contrast_map(rgb: &RgbImage, table: &Table) -> Contrast {
     let (w, h) = rgb.dimensions();
     let mut values = Vec::with_capacity((w * h) as usize);
     let mut ratio = Vec::with_capacity((w * h) as usize);
-    for (x, y, px) in rgb.enumerate_pixels() {
-        let t = table.at(x as f32, y as f32);
-        let r = [
-            f32::from(px[0]) / t[0],
-            f32::from(px[1]) / t[1],
-            f32::from(px[2]) / t[2],
-        ];
-        let sq: f32 = r.iter().map(|v| (1.0 - v) * (1.0 - v)).sum();
-        values.push((sq / 3.0).sqrt());
-        ratio.push(r);
+    let mut row_table = vec![[0f32; 3]; w as usize];
+    for (y, line) in rgb.as_raw().chunks_exact(w as usize * 3).enumerate() {
+        table.row(y as f32, &mut row_table);
+        for (px, t) in line.chunks_exact(3).zip(&row_table) {
+            let r = [
+                f32::from(px[0]) / t[0],
+                f32::from(px[1]) / t[1],
+                f32::from(px[2]) / t[2],
+            ];
+            let sq: f32 = r.iter().map(|v| (1.0 - v) * (1.0 - v)).sum();
+            values.push((sq / 3.0).sqrt());
+            ratio.push(r);
+        }
     }
     Contrast {
         w,
@@ -396,10 +421,70 @@ fn clean_mask(contrast: &Contrast, threshold: f32) -> GrayImage {
             0
         }])
     });
-    imageproc::morphology::close_mut(&mut mask, Norm::LInf, 1);
+    // Close with a 3×3 square, fill holes, open with a 5×5 square.
+    mask = square_filter(&square_filter(&mask, 1, true), 1, false);
     fill_holes(&mut mask);
-    imageproc::morphology::open_mut(&mut mask, Norm::L2, 2);
+    mask = square_filter(&square_filter(&mask, 2, false), 2, true);
     mask
+}
+
+/// Dilates (`grow`) or erodes a 0/255 mask with a square of side
+/// `2 × radius + 1`, in two one-dimensional passes of running counts.
+/// Outside the picture counts as neither: a window is only what lies
+/// inside.
+fn square_filter(mask: &GrayImage, radius: u32, grow: bool) -> GrayImage {
+    let (w, h) = (mask.width() as usize, mask.height() as usize);
+    let r = radius as usize;
+    let decide = |on: u32, span: usize| {
+        if (grow && on > 0) || (!grow && on as usize == span) {
+            255u8
+        } else {
+            0
+        }
+    };
+    // Rows: a sliding count along each row.
+    let src = mask.as_raw();
+    let mut rows = vec![0u8; w * h];
+    for y in 0..h {
+        let line = &src[y * w..(y + 1) * w];
+        let out = &mut rows[y * w..(y + 1) * w];
+        let mut on: u32 = line[..r.min(w)].iter().map(|&v| u32::from(v != 0)).sum();
+        for x in 0..w {
+            if x + r < w {
+                on += u32::from(line[x + r] != 0);
+            }
+            if x > r {
+                on -= u32::from(line[x - r - 1] != 0);
+            }
+            let span = (x + r + 1).min(w) - x.saturating_sub(r);
+            out[x] = decide(on, span);
+        }
+    }
+    // Columns: a sliding count per column, row after row.
+    let mut counts = vec![0u32; w];
+    for y in 0..r.min(h) {
+        for (c, &v) in counts.iter_mut().zip(&rows[y * w..(y + 1) * w]) {
+            *c += u32::from(v != 0);
+        }
+    }
+    let mut out = vec![0u8; w * h];
+    for y in 0..h {
+        if y + r < h {
+            for (c, &v) in counts.iter_mut().zip(&rows[(y + r) * w..(y + r + 1) * w]) {
+                *c += u32::from(v != 0);
+            }
+        }
+        if y > r {
+            for (c, &v) in counts.iter_mut().zip(&rows[(y - r - 1) * w..(y - r) * w]) {
+                *c -= u32::from(v != 0);
+            }
+        }
+        let span = (y + r + 1).min(h) - y.saturating_sub(r);
+        for (o, &c) in out[y * w..(y + 1) * w].iter_mut().zip(&counts) {
+            *o = decide(c, span);
+        }
+    }
+    GrayImage::from_raw(w as u32, h as u32, out).unwrap_or_else(|| GrayImage::new(0, 0))
 }
 
 /// Sets every background pixel that the border cannot reach to foreground.
@@ -439,7 +524,31 @@ fn fill_holes(mask: &mut GrayImage) {
 /// piece out of the coin); for every blob, the largest circles that fit in
 /// it, so touching coins come out one circle each.
 fn propose_circles(mask: &GrayImage) -> Vec<Circle> {
+    // Proposals only need to be roughly right: large pictures are proposed
+    // on a half-size mask (a pixel is on if two of its four are).
     let (w, h) = mask.dimensions();
+    if w.max(h) > 512 {
+        let half = GrayImage::from_fn(w / 2, h / 2, |x, y| {
+            let on = [(0, 0), (1, 0), (0, 1), (1, 1)]
+                .iter()
+                .filter(|(dx, dy)| mask.get_pixel(2 * x + dx, 2 * y + dy)[0] != 0)
+                .count();
+            Luma([if on >= 2 { 255 } else { 0 }])
+        });
+        return propose_circles_at(&half, 2.0);
+    }
+    propose_circles_at(mask, 1.0)
+}
+
+/// [`propose_circles`] on a mask `scale` times smaller than the picture.
+fn propose_circles_at(mask: &GrayImage, scale: f32) -> Vec<Circle> {
+    let (w, h) = mask.dimensions();
+    let min_radius = MIN_RADIUS / scale;
+    let to_picture = |c: Circle| Circle {
+        x: (c.x + 0.5) * scale - 0.5,
+        y: (c.y + 0.5) * scale - 0.5,
+        r: c.r * scale,
+    };
     let labels = connected_components(mask, Connectivity::Four, Luma([0u8]));
     let inverted = GrayImage::from_fn(w, h, |x, y| {
         Luma([if mask.get_pixel(x, y)[0] == 0 { 255 } else { 0 }])
@@ -459,7 +568,7 @@ fn propose_circles(mask: &GrayImage) -> Vec<Circle> {
         let b = &mut boxes[label - 1];
         *b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
         let r = distance.get_pixel(x, y)[0].sqrt() as f32;
-        if r >= MIN_RADIUS {
+        if r >= min_radius {
             per_label[label - 1].push((r, x, y));
         }
     }
@@ -469,14 +578,14 @@ fn propose_circles(mask: &GrayImage) -> Vec<Circle> {
             continue;
         };
         let (bw, bh) = ((b[2] - b[0] + 1) as f32, (b[3] - b[1] + 1) as f32);
-        if bw.min(bh) >= 2.0 * MIN_RADIUS && bw.max(bh) <= 1.3 * bw.min(bh) {
-            circles.push(Circle {
+        if bw.min(bh) >= 2.0 * min_radius && bw.max(bh) <= 1.3 * bw.min(bh) {
+            circles.push(to_picture(Circle {
                 x: (b[0] + b[2]) as f32 / 2.0,
                 y: (b[1] + b[3]) as f32 / 2.0,
                 r: (bw + bh) / 4.0,
-            });
+            }));
         }
-        pixels.sort_by(|a, b| b.0.total_cmp(&a.0));
+        pixels.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         let mut mine: Vec<Circle> = Vec::new();
         for (r, x, y) in pixels {
             if r < 0.5 * largest {
@@ -491,9 +600,37 @@ fn propose_circles(mask: &GrayImage) -> Vec<Circle> {
                 mine.push(Circle { x, y, r });
             }
         }
-        circles.extend(mine);
+        circles.extend(mine.into_iter().map(to_picture));
     }
     circles
+}
+
+/// Refines every proposal, on up to four threads.
+fn refine_all(contrast: &Contrast, proposals: &[Circle]) -> Vec<Blob> {
+    let one = |c: &Circle| {
+        refine(contrast, *c).map(|(circle, support)| Blob {
+            circle,
+            support,
+            redness: redness(contrast, circle),
+        })
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads < 2 || proposals.len() < 4 {
+        return proposals.iter().filter_map(one).collect();
+    }
+    let chunk = proposals.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = proposals
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().filter_map(one).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 /// Finds the coin's edge around a rough circle and fits a circle to it;
@@ -663,8 +800,8 @@ fn median(values: &mut [f32]) -> f32 {
     if values.is_empty() {
         return 0.0;
     }
-    values.sort_by(f32::total_cmp);
-    values[values.len() / 2]
+    let middle = values.len() / 2;
+    *values.select_nth_unstable_by(middle, f32::total_cmp).1
 }
 
 /// How red the coin is against blue: the median over its inner area of
@@ -688,8 +825,37 @@ fn redness(contrast: &Contrast, c: Circle) -> f32 {
             if !(0.15..=1.2).contains(&brightness) {
                 continue;
             }
-            values.push((ratio[0].max(1e-3) / ratio[2].max(1e-3)).ln());
+            values.push(ratio[0].max(1e-3) / ratio[2].max(1e-3));
         }
     }
-    median(&mut values)
+    // The logarithm is monotonic: the median's is the median of theirs.
+    if values.is_empty() {
+        return 0.0;
+    }
+    median(&mut values).ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn square_filter_grows_and_shrinks_by_its_radius() {
+        let mut mask = GrayImage::new(9, 9);
+        mask.put_pixel(4, 4, Luma([255]));
+        let grown = square_filter(&mask, 2, true);
+        let on: Vec<(u32, u32)> = grown
+            .enumerate_pixels()
+            .filter(|(_, _, p)| p[0] != 0)
+            .map(|(x, y, _)| (x, y))
+            .collect();
+        assert_eq!(on.len(), 25);
+        assert!(on
+            .iter()
+            .all(|&(x, y)| (2..=6).contains(&x) && (2..=6).contains(&y)));
+        assert_eq!(square_filter(&grown, 2, false), mask);
+        // A full picture stays full: outside the picture is not background.
+        let full = GrayImage::from_pixel(5, 5, Luma([255]));
+        assert_eq!(square_filter(&full, 2, false), full);
+    }
 }
