@@ -79,6 +79,10 @@ layout="$work/oci"
 
 step "assemble the OCI layout"
 install -m 0755 "$binary" "$work/root/bean-counter"
+# Debug information is for the build machine, not the image.
+if command -v objcopy >/dev/null; then
+  objcopy --strip-debug "$work/root/bean-counter"
+fi
 tar --numeric-owner --owner=0 --group=0 --mtime=@0 --sort=name \
   -C "$work/root" -cf "$work/layer.tar" ./bean-counter
 umoci init --layout "$layout"

@@ -283,7 +283,7 @@ def find_blobs(rgb):
     mask = np.where(contrast > threshold, 255, 0).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     mask = fill_holes(mask)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     blobs = []
     for rough in propose(mask):
         got = refine(contrast, rough)

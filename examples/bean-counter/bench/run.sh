@@ -54,27 +54,36 @@ fi
 
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
+# Rounds of three runs each, alternating, so that a change in the load of
+# the machine falls on both implementations alike.
+per_round=3
+rounds=$(((runs + per_round - 1) / per_round))
 for photo in "${photos[@]}"; do
-  echo "==> $(basename "$photo"): $runs runs each" >&2
-  "$bin" count --json --repeat "$runs" "$photo" | sed 's/^/rust /' >>"$results"
-  "$venv/bin/python" "$here/opencv_count.py" --json --repeat "$runs" "$photo" | sed 's/^/opencv /' >>"$results"
+  echo "==> $(basename "$photo"): $((rounds * per_round)) runs each, in $rounds alternating rounds" >&2
+  for _ in $(seq "$rounds"); do
+    "$bin" count --json --repeat "$per_round" "$photo" | sed 's/^/rust /' >>"$results"
+    "$venv/bin/python" "$here/opencv_count.py" --json --repeat "$per_round" "$photo" | sed 's/^/opencv /' >>"$results"
+  done
 done
 
 "$venv/bin/python" - "$results" "$runs" <<'PY'
 import json, statistics, sys, os, platform, subprocess
 path, runs = sys.argv[1], int(sys.argv[2])
-rust, cv = {}, {}
+rust, cv, samples = {}, {}, {}
 for line in open(path):
     kind, doc = line.split(" ", 1)
     doc = json.loads(doc)
     name = os.path.basename(doc["file"])
+    samples.setdefault((kind, name), []).extend(doc["times_ms"])
+    times = samples[(kind, name)]
     if kind == "rust":
-        rust[name] = (doc["report"]["total_cents"], statistics.median(doc["times_ms"]))
+        rust[name] = (doc["report"]["total_cents"], statistics.median(times))
     else:
-        cv[name] = (doc["total_cents"], statistics.median(doc["times_ms"]), doc["opencv"], doc["threads"])
+        cv[name] = (doc["total_cents"], statistics.median(times), doc["opencv"], doc["threads"])
+runs = len(next(iter(samples.values())))
 model = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if l.startswith("Model name")), platform.processor())
 any_cv = next(iter(cv.values()))
-print(f"Machine: {os.cpu_count()} CPUs ({model}); OpenCV {any_cv[2]} with {any_cv[3]} threads; bean-counter single-threaded; median of {runs} runs, decode + count from memory.\n")
+print(f"Machine: {os.cpu_count()} CPUs ({model}); OpenCV {any_cv[2]} with {any_cv[3]} threads; bean-counter with its default threads; median of {runs} runs, decode + count from memory.\n")
 print("| photo | bean-counter | OpenCV | bean-counter / OpenCV | answers |")
 print("|---|---|---|---|---|")
 for name in rust:

@@ -93,7 +93,7 @@ pub fn find_blobs(rgb: &RgbImage) -> Detection {
             proposals.push(p);
         }
     }
-    let mut blobs: Vec<Blob> = refine_all(&contrast, &proposals);
+    let mut blobs: Vec<Blob> = refine_all(rgb, &table, &contrast, &proposals);
     // Coins lie side by side, not on top of each other: of two circles
     // that overlap, the one whose edge is better supported is the coin.
     blobs.sort_by(|a, b| {
@@ -277,8 +277,9 @@ impl Table {
         }
     }
 
-    /// The table's colour along row `y`, one entry per pixel of `out`.
-    fn row(&self, y: f32, out: &mut [[f32; 3]]) {
+    /// The table's colour along row `y` from column `x_start`, one entry
+    /// per pixel of `out`.
+    fn row(&self, y: f32, x_start: u32, out: &mut [[f32; 3]]) {
         let half = self.cell as f32 / 2.0;
         let gy = ((y - half) / self.cell as f32).clamp(0.0, (self.gh - 1) as f32);
         let y0 = gy.floor() as usize;
@@ -295,7 +296,8 @@ impl Table {
                 ]
             })
             .collect();
-        for (x, value) in out.iter_mut().enumerate() {
+        for (i, value) in out.iter_mut().enumerate() {
+            let x = x_start as usize + i;
             let gx = ((x as f32 - half) / self.cell as f32).clamp(0.0, (self.gw - 1) as f32);
             let x0 = gx.floor() as usize;
             let x1 = (x0 + 1).min(self.gw - 1);
@@ -340,7 +342,6 @@ fn offset(x: usize, y: usize, dx: i64, dy: i64, w: usize, h: usize) -> Option<(u
 struct Contrast {
     w: u32,
     h: u32,
-    ratio: Vec<[f32; 3]>,
     values: Vec<f32>,
 }
 
@@ -378,28 +379,34 @@ impl Contrast {
 
 fn contrast_map(rgb: &RgbImage, table: &Table) -> Contrast {
     let (w, h) = rgb.dimensions();
-    let mut values = Vec::with_capacity((w * h) as usize);
-    let mut ratio = Vec::with_capacity((w * h) as usize);
-    let mut row_table = vec![[0f32; 3]; w as usize];
-    for (y, line) in rgb.as_raw().chunks_exact(w as usize * 3).enumerate() {
-        table.row(y as f32, &mut row_table);
-        for (px, t) in line.chunks_exact(3).zip(&row_table) {
-            let r = [
-                f32::from(px[0]) / t[0],
-                f32::from(px[1]) / t[1],
-                f32::from(px[2]) / t[2],
-            ];
-            let sq: f32 = r.iter().map(|v| (1.0 - v) * (1.0 - v)).sum();
-            values.push((sq / 3.0).sqrt());
-            ratio.push(r);
+    let mut values = vec![0f32; (w * h) as usize];
+    let row_len = w as usize;
+    // Rows are independent: split them between threads.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let rows_per = (h as usize).div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (part, out) in values.chunks_mut(rows_per * row_len).enumerate() {
+            scope.spawn(move || {
+                let mut row_table = vec![[0f32; 3]; row_len];
+                for (i, out_row) in out.chunks_exact_mut(row_len).enumerate() {
+                    let y = part * rows_per + i;
+                    table.row(y as f32, 0, &mut row_table);
+                    let line = &rgb.as_raw()[y * row_len * 3..(y + 1) * row_len * 3];
+                    for ((px, t), value) in line.chunks_exact(3).zip(&row_table).zip(out_row) {
+                        let mut sq = 0f32;
+                        for k in 0..3 {
+                            let d = 1.0 - f32::from(px[k]) / t[k];
+                            sq += d * d;
+                        }
+                        *value = (sq / 3.0).sqrt();
+                    }
+                }
+            });
         }
-    }
-    Contrast {
-        w,
-        h,
-        ratio,
-        values,
-    }
+    });
+    Contrast { w, h, values }
 }
 
 /// Otsu's threshold on the contrast, in contrast units.
@@ -606,12 +613,17 @@ fn propose_circles_at(mask: &GrayImage, scale: f32) -> Vec<Circle> {
 }
 
 /// Refines every proposal, on up to four threads.
-fn refine_all(contrast: &Contrast, proposals: &[Circle]) -> Vec<Blob> {
+fn refine_all(
+    rgb: &RgbImage,
+    table: &Table,
+    contrast: &Contrast,
+    proposals: &[Circle],
+) -> Vec<Blob> {
     let one = |c: &Circle| {
         refine(contrast, *c).map(|(circle, support)| Blob {
             circle,
             support,
-            redness: redness(contrast, circle),
+            redness: redness(rgb, table, circle),
         })
     };
     let threads = std::thread::available_parallelism()
@@ -807,20 +819,31 @@ fn median(values: &mut [f32]) -> f32 {
 /// How red the coin is against blue: the median over its inner area of
 /// ln(red / blue), both relative to the table, leaving out glare and deep
 /// shadow. Silver coins all come out alike, copper ones higher.
-fn redness(contrast: &Contrast, c: Circle) -> f32 {
+fn redness(rgb: &RgbImage, table: &Table, c: Circle) -> f32 {
+    let (w, h) = rgb.dimensions();
     let reach = 0.8 * c.r;
     let x0 = (c.x - reach).floor().max(0.0) as u32;
     let y0 = (c.y - reach).floor().max(0.0) as u32;
-    let x1 = ((c.x + reach).ceil().max(0.0) as u32).min(contrast.w - 1);
-    let y1 = ((c.y + reach).ceil().max(0.0) as u32).min(contrast.h - 1);
+    let x1 = ((c.x + reach).ceil().max(0.0) as u32).min(w - 1);
+    let y1 = ((c.y + reach).ceil().max(0.0) as u32).min(h - 1);
+    if x1 < x0 || y1 < y0 {
+        return 0.0;
+    }
     let mut values = Vec::new();
+    let mut row_table = vec![[0f32; 3]; (x1 - x0 + 1) as usize];
     for y in y0..=y1 {
-        for x in x0..=x1 {
+        table.row(y as f32, x0, &mut row_table);
+        for (x, t) in (x0..=x1).zip(&row_table) {
             let (fx, fy) = (x as f32 - c.x, y as f32 - c.y);
             if fx * fx + fy * fy > reach * reach {
                 continue;
             }
-            let ratio = contrast.ratio[(y * contrast.w + x) as usize];
+            let px = rgb.get_pixel(x, y);
+            let ratio = [
+                f32::from(px[0]) / t[0],
+                f32::from(px[1]) / t[1],
+                f32::from(px[2]) / t[2],
+            ];
             let brightness = (ratio[0] + ratio[1] + ratio[2]) / 3.0;
             if !(0.15..=1.2).contains(&brightness) {
                 continue;
