@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use axum::serve::ListenerExt;
 use std::time::Duration;
 
 use hail_api::sign::Signer;
@@ -298,7 +299,7 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
     });
     tokio::spawn(async move {
         let service = task_router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(metadata_listener, service).await {
+        if let Err(e) = axum::serve(metadata_listener.tap_io(no_delay), service).await {
             tracing::error!("task endpoint stopped: {e}");
         }
     });
@@ -324,12 +325,21 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
     );
     tracing::info!(%local, data_dir = %data_dir.display(), "serving");
 
-    axum::serve(listener, router)
+    axum::serve(listener.tap_io(no_delay), router)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serve the API")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Turns Nagle's algorithm off on an accepted connection: a response written
+/// in two pieces (head, then body) would otherwise wait for the client's
+/// delayed ACK, some 40 ms, before its second piece leaves.
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY on an accepted connection: {e}");
+    }
 }
 
 /// Triggers' rules, put on buckets of the object store.
