@@ -234,7 +234,8 @@ pub(crate) const LOGS: &[&str] = &[
     "UpdateScheduledQuery",
 ];
 
-/// Hail's native API: roles, triggers, load balancing, service pause and resume.
+/// Hail's native API: roles, triggers, load balancing, service pause and resume,
+/// task stats.
 pub(crate) const HAIL: &[&str] = &[
     "CreateListener",
     "CreateRole",
@@ -247,6 +248,7 @@ pub(crate) const HAIL: &[&str] = &[
     "DescribeListeners",
     "DescribeTargetGroups",
     "DescribeTargetHealth",
+    "DescribeTaskStats",
     "DescribeTrigger",
     "GetRole",
     "GetTargetGroupMetrics",

@@ -81,6 +81,10 @@ pub enum EngineError {
         service: &'static str,
         operation: String,
     },
+    /// A failure of the server itself, never the caller's (a worker that
+    /// panicked, say).
+    #[error("{message}")]
+    Internal { message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An output shape that does not serialise; a bug, never the caller's fault.
@@ -130,7 +134,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::AlreadyExists { .. } => ErrorCode::ResourceAlreadyExistsException,
             EngineError::InvalidParameter { .. } => ErrorCode::InvalidParameterException,
-            EngineError::NoDataPlane => ErrorCode::ServerException,
+            EngineError::NoDataPlane | EngineError::Internal { .. } => ErrorCode::ServerException,
             EngineError::Logs(e) => match e.kind {
                 crate::logs::LogsErrorKind::NotFound => ErrorCode::ResourceNotFoundException,
                 crate::logs::LogsErrorKind::AlreadyExists => {

@@ -138,7 +138,11 @@ impl Client {
         })
     }
 
-    /// Calls `op` of `service` with `body`; the answer's JSON, or the API's error.
+    /// The server this client calls.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// One signed S3 REST request (path style): its status and body.
     pub async fn s3(
         &self,
@@ -174,6 +178,7 @@ impl Client {
         Ok((status, bytes))
     }
 
+    /// Calls `op` of `service` with `body`; the answer's JSON, or the API's error.
     pub async fn call(
         &self,
         service: Service,

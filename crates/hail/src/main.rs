@@ -17,6 +17,9 @@ mod role_cmd;
 mod runtime_cmd;
 mod server_cmd;
 mod service_cmd;
+mod status_cmd;
+mod status_tui;
+mod status_view;
 mod table;
 mod task_cmd;
 mod taskdef_cmd;
@@ -167,6 +170,16 @@ enum Command {
         #[command(flatten)]
         args: logs_cmd::LogsArgs,
     },
+    /// A live view of clusters, services, tasks (with their CPU and memory
+    /// use) and trigger deliveries; one snapshot with --once or when
+    /// stdout is not a terminal.
+    #[command(visible_alias = "top")]
+    Status {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(flatten)]
+        args: status_cmd::StatusArgs,
+    },
     /// Measure performance side by side with the peers.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -239,6 +252,11 @@ fn main() -> anyhow::Result<()> {
         Command::Logs { api, args } => {
             let rt = tokio::runtime::Runtime::new()?;
             let result = rt.block_on(logs_cmd::run(&cli.data_dir, api, args));
+            exit_api(result.map(|()| 0))
+        }
+        Command::Status { api, args } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let result = rt.block_on(status_cmd::run(&cli.data_dir, api, args));
             exit_api(result.map(|()| 0))
         }
         Command::Bench(cmd) => {

@@ -570,7 +570,7 @@ pub async fn stop_task(
 }
 
 /// The cluster a `cluster` parameter names; "default" when absent.
-fn cluster_param(engine: &Engine, value: Option<&str>) -> Result<String, EngineError> {
+pub(crate) fn cluster_param(engine: &Engine, value: Option<&str>) -> Result<String, EngineError> {
     match value {
         None => Ok(DEFAULT_CLUSTER_NAME.to_owned()),
         Some(v) => cluster_name(v, engine.scope()).map_err(|source| EngineError::Arn {

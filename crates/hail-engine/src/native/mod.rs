@@ -1,10 +1,12 @@
 //! Hail's native API (`Hail_20261101.*`): roles and triggers, the resources
-//! AWS keeps in services Hail does not speak (IAM, Lambda's event sources).
+//! AWS keeps in services Hail does not speak (IAM, Lambda's event sources),
+//! and what tasks use (DescribeTaskStats).
 //! Same framing, auth and error shape as the AWS JSON APIs; names are
 //! camelCase like ECS's.
 
 pub mod load_balancing;
 pub mod roles;
+pub mod task_stats;
 pub mod triggers;
 
 use serde::de::DeserializeOwned;
@@ -45,6 +47,9 @@ pub async fn dispatch(engine: &Engine, op: &str, body: Value) -> Result<Value, E
         }
         "ResumeService" => {
             output(crate::ecs::services::resume_service(engine, decode(op, body)?).await?)
+        }
+        "DescribeTaskStats" => {
+            output(task_stats::describe_task_stats(engine, decode(op, body)?).await?)
         }
         "CreateTrigger" => output(triggers::create_trigger(engine, decode(op, body)?).await?),
         "DescribeTrigger" => output(triggers::describe_trigger(engine, decode(op, body)?).await?),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hail_model::ecs::service::UpdateServiceInput;
 use hail_model::ecs::{ServiceStatus, TaskStatus};
+use hail_model::stats::{cpu_percent, percent_of_units, CpuReading};
 use hail_store::{services, tasks};
 
 use crate::autoscaling::{BoxFuture, MetricKind, ScalableResources, ScalingMetrics};
@@ -147,12 +148,12 @@ impl ServiceMetrics {
                     let Ok(stats) = controller.runtime().stats(&id, None) else {
                         continue;
                     };
-                    let units: f64 = t
+                    let units: u32 = t
                         .task
                         .cpu
                         .as_deref()
                         .and_then(|c| c.parse().ok())
-                        .unwrap_or(1024.0);
+                        .unwrap_or(1024);
                     let mib: f64 = t
                         .task
                         .memory
@@ -163,10 +164,18 @@ impl ServiceMetrics {
                     if let Some((before, then)) =
                         last_cpu.insert(id.clone(), (stats.cpu_usage_ns, at))
                     {
-                        let elapsed = at.duration_since(then).as_nanos() as f64;
-                        if elapsed > 0.0 {
-                            let used = stats.cpu_usage_ns.saturating_sub(before) as f64;
-                            cpu += used / (elapsed * units / 1024.0) * 100.0;
+                        let before = CpuReading {
+                            usage_nanos: before,
+                            at_secs: 0.0,
+                        };
+                        let after = CpuReading {
+                            usage_nanos: stats.cpu_usage_ns,
+                            at_secs: at.duration_since(then).as_secs_f64(),
+                        };
+                        if let Some(used) = cpu_percent(before, after)
+                            .and_then(|vcpu| percent_of_units(vcpu, units))
+                        {
+                            cpu += used;
                             memory += stats.memory_current as f64 / (mib * 1024.0 * 1024.0) * 100.0;
                             counted += 1;
                         }
