@@ -19,4 +19,5 @@ pub mod elb;
 pub mod iam;
 pub mod ids;
 pub mod s3;
+pub mod stack;
 pub mod triggers;
