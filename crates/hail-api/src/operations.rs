@@ -234,23 +234,27 @@ pub(crate) const LOGS: &[&str] = &[
     "UpdateScheduledQuery",
 ];
 
-/// Hail's native API: roles, triggers, load balancing, service pause and resume.
+/// Hail's native API: roles, triggers, load balancing, service pause and resume, stacks.
 pub(crate) const HAIL: &[&str] = &[
+    "ApplyStack",
     "CreateListener",
     "CreateRole",
     "CreateTargetGroup",
     "CreateTrigger",
     "DeleteListener",
     "DeleteRole",
+    "DeleteStack",
     "DeleteTargetGroup",
     "DeleteTrigger",
     "DescribeListeners",
+    "DescribeStack",
     "DescribeTargetGroups",
     "DescribeTargetHealth",
     "DescribeTrigger",
     "GetRole",
     "GetTargetGroupMetrics",
     "ListRoles",
+    "ListStacks",
     "ListTriggerInvocations",
     "ListTriggers",
     "PauseService",
