@@ -311,12 +311,14 @@ impl Manifest {
                     object.insert("family".into(), Value::String(family.clone()));
                 }
                 Some(Value::String(f)) if *f == family => {}
-                Some(other) => return Err(StackError::new(
-                    format!("{path}.family"),
-                    format!(
+                Some(other) => {
+                    return Err(StackError::new(
+                        format!("{path}.family"),
+                        format!(
                         "{other} differs from the key {family:?}; leave it out or make them equal"
                     ),
-                )),
+                    ))
+                }
             }
             let input: RegisterTaskDefinitionInput = decode(value, &path)?;
             // The same rules RegisterTaskDefinition applies.

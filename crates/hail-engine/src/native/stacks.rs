@@ -128,7 +128,9 @@ fn target_key(service: &str) -> TargetKey {
 /// Whether a resource of this kind and name exists on the engine now.
 fn exists(conn: &Connection, kind: Kind, name: &str) -> Result<bool, StoreError> {
     Ok(match kind {
-        Kind::Cluster => clusters::get(conn, name)?.is_some_and(|c| c.status != ClusterStatus::Inactive),
+        Kind::Cluster => {
+            clusters::get(conn, name)?.is_some_and(|c| c.status != ClusterStatus::Inactive)
+        }
         Kind::Bucket => objects::bucket_exists(conn, name)?,
         Kind::Role => identity::get_role(conn, name)?.is_some(),
         Kind::TaskDefinition => task_definitions::latest_active(conn, name)?.is_some(),
@@ -283,7 +285,11 @@ fn check_against_engine(
                 ),
             ));
         }
-        let input = trigger_input(&manifest.cluster, name, &desired_spec(desired, Kind::Trigger, name))?;
+        let input = trigger_input(
+            &manifest.cluster,
+            name,
+            &desired_spec(desired, Kind::Trigger, name),
+        )?;
         super::triggers::trigger_of(engine, input).map_err(|e| match e {
             EngineError::InvalidParameter { field, message } => {
                 EngineError::invalid(format!("triggers.{name}.{field}"), message)
@@ -332,14 +338,16 @@ fn trigger_input(
     let mut body = spec.clone();
     body["triggerName"] = name.into();
     body["cluster"] = cluster.into();
-    hail_model::ecs::decode::decode_value(body).map_err(|e| {
-        EngineError::invalid(format!("triggers.{name}.{}", e.path), e.message)
-    })
+    hail_model::ecs::decode::decode_value(body)
+        .map_err(|e| EngineError::invalid(format!("triggers.{name}.{}", e.path), e.message))
 }
 
 fn listener_input(spec: &Value, target_group_arn: String) -> CreateListenerInput {
     CreateListenerInput {
-        port: spec["port"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
+        port: spec["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(0),
         address: spec["address"].as_str().map(str::to_owned),
         protocol: None,
         default_actions: vec![ElbAction {
@@ -379,7 +387,14 @@ pub async fn apply_stack(
         .filter(|r| !manifest.roles.contains_key(*r))
         .map(str::to_owned)
         .collect();
-    let o = observe(engine, &manifest.stack, &desired, outside_buckets, outside_roles).await?;
+    let o = observe(
+        engine,
+        &manifest.stack,
+        &desired,
+        outside_buckets,
+        outside_roles,
+    )
+    .await?;
     check_against_engine(engine, &manifest, &desired, &o)?;
     let changes = model::diff(&desired, &o.recorded, |k, n| {
         if o.present.contains(&(k, n.to_owned())) {
@@ -453,7 +468,9 @@ pub async fn apply_stack(
 
 fn refuse_non_empty_buckets(changes: &[Change], o: &Observation) -> Result<(), EngineError> {
     for c in changes {
-        if c.action == Action::Delete && c.kind == Kind::Bucket && o.non_empty_buckets.contains(&c.name)
+        if c.action == Action::Delete
+            && c.kind == Kind::Bucket
+            && o.non_empty_buckets.contains(&c.name)
         {
             return Err(EngineError::invalid(
                 "buckets",
@@ -765,7 +782,10 @@ impl Pass<'_> {
                 Ok(Some(tg.target_group_arn))
             }
             Kind::Listener => {
-                let group = d.spec["targetGroup"].as_str().unwrap_or_default().to_owned();
+                let group = d.spec["targetGroup"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 let port = d.spec["port"].as_u64().unwrap_or_default();
                 let (tg, existing) = engine
                     .store()
@@ -868,8 +888,7 @@ impl Pass<'_> {
                     )?;
                 }
                 let input = trigger_input(self.cluster, &d.name, &d.spec)?;
-                let out =
-                    super::triggers::create_trigger(engine, input).await?;
+                let out = super::triggers::create_trigger(engine, input).await?;
                 Ok(Some(out.trigger.trigger_arn))
             }
         }
@@ -969,15 +988,20 @@ impl Pass<'_> {
         let Some(r) = self.recorded(kind, name).cloned() else {
             return Ok(());
         };
-        self.record(kind, name, r.arn.clone(), r.spec.clone(), ResourceState::Deleting)
-            .await?;
+        self.record(
+            kind,
+            name,
+            r.arn.clone(),
+            r.spec.clone(),
+            ResourceState::Deleting,
+        )
+        .await?;
         let path = format!("{} {name}", kind.as_str());
-        let waiting = self
-            .delete(&r)
-            .await
-            .map_err(|e| at(&path, e))?;
+        let waiting = self.delete(&r).await.map_err(|e| at(&path, e))?;
         match waiting {
-            Some(why) => self.waiting.push(format!("{} {name}: {why}", kind.as_str())),
+            Some(why) => self
+                .waiting
+                .push(format!("{} {name}: {why}", kind.as_str())),
             None => {
                 let n = name.to_owned();
                 self.engine
@@ -1117,9 +1141,11 @@ impl Pass<'_> {
                 let tags = self
                     .call(Api::Ecs, "ListTagsForResource", json!({"resourceArn": arn}))
                     .await?;
-                let ours = tags["tags"].as_array().into_iter().flatten().any(|t| {
-                    t["key"] == STACK_TAG && t["value"].as_str() == Some(self.stack)
-                });
+                let ours = tags["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t["key"] == STACK_TAG && t["value"].as_str() == Some(self.stack));
                 if ours {
                     mine.push(arn.to_owned());
                 }
