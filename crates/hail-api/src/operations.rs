@@ -235,17 +235,20 @@ pub(crate) const LOGS: &[&str] = &[
 ];
 
 /// Hail's native API: roles, triggers, load balancing, service pause and resume,
-/// task stats.
+/// stacks, task stats.
 pub(crate) const HAIL: &[&str] = &[
+    "ApplyStack",
     "CreateListener",
     "CreateRole",
     "CreateTargetGroup",
     "CreateTrigger",
     "DeleteListener",
     "DeleteRole",
+    "DeleteStack",
     "DeleteTargetGroup",
     "DeleteTrigger",
     "DescribeListeners",
+    "DescribeStack",
     "DescribeTargetGroups",
     "DescribeTargetHealth",
     "DescribeTaskStats",
@@ -253,6 +256,7 @@ pub(crate) const HAIL: &[&str] = &[
     "GetRole",
     "GetTargetGroupMetrics",
     "ListRoles",
+    "ListStacks",
     "ListTriggerInvocations",
     "ListTriggers",
     "PauseService",

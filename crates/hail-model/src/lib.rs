@@ -19,5 +19,6 @@ pub mod elb;
 pub mod iam;
 pub mod ids;
 pub mod s3;
+pub mod stack;
 pub mod stats;
 pub mod triggers;

@@ -28,6 +28,7 @@ pub mod objects;
 pub mod outbox;
 pub mod page;
 pub mod services;
+pub mod stacks;
 pub mod tags;
 pub mod task_definitions;
 pub mod tasks;

@@ -51,6 +51,17 @@ pub fn list_target_groups(conn: &Connection) -> Result<Vec<TargetGroup>> {
     docs.iter().map(|d| parse_doc("target group", d)).collect()
 }
 
+/// Replaces a target group's settings (its name and ARN stay).
+pub fn update_target_group(tx: &Transaction, tg: &TargetGroup) -> Result<bool> {
+    let n = tx
+        .execute(
+            "UPDATE target_groups SET doc = ?2 WHERE target_group_arn = ?1",
+            params![tg.target_group_arn, to_doc("target group", tg)?],
+        )
+        .ctx("update target group")?;
+    Ok(n > 0)
+}
+
 pub fn delete_target_group(tx: &Transaction, arn: &str) -> Result<bool> {
     let n = tx
         .execute(
@@ -92,6 +103,21 @@ pub fn list_listeners(conn: &Connection) -> Result<Vec<Listener>> {
         .collect::<Result<Vec<_>, _>>()
         .ctx("list listeners")?;
     docs.iter().map(|d| parse_doc("listener", d)).collect()
+}
+
+/// Replaces a listener's settings (its ARN and port stay).
+pub fn update_listener(tx: &Transaction, listener: &Listener) -> Result<bool> {
+    let n = tx
+        .execute(
+            "UPDATE listeners SET doc = ?2 WHERE listener_arn = ?1 AND port = ?3",
+            params![
+                listener.listener_arn,
+                to_doc("listener", listener)?,
+                listener.port
+            ],
+        )
+        .ctx("update listener")?;
+    Ok(n > 0)
 }
 
 pub fn delete_listener(tx: &Transaction, arn: &str) -> Result<bool> {

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "autoscaling",
         sql: include_str!("../migrations/0008_autoscaling.sql"),
     },
+    Migration {
+        version: 9,
+        name: "stacks",
+        sql: include_str!("../migrations/0009_stacks.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -17,6 +17,8 @@ mod role_cmd;
 mod runtime_cmd;
 mod server_cmd;
 mod service_cmd;
+mod stack_cmd;
+mod stack_yaml;
 mod status_cmd;
 mod status_tui;
 mod status_view;
@@ -163,6 +165,28 @@ enum Command {
         #[command(subcommand)]
         cmd: trigger_cmd::TriggerCommand,
     },
+    /// Apply a stack manifest (hail.yaml): show the plan, then make the
+    /// engine match it.
+    Apply {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(flatten)]
+        args: stack_cmd::ApplyArgs,
+    },
+    /// Delete everything a stack created.
+    Delete {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(flatten)]
+        args: stack_cmd::DeleteArgs,
+    },
+    /// Stacks applied with `hail apply`: list, show.
+    Stack {
+        #[command(flatten)]
+        api: api_cmd::ApiArgs,
+        #[command(subcommand)]
+        cmd: stack_cmd::StackCommand,
+    },
     /// A task's output, from its CloudWatch Logs stream.
     Logs {
         #[command(flatten)]
@@ -247,6 +271,21 @@ fn main() -> anyhow::Result<()> {
         Command::Trigger { api, cmd } => {
             let rt = tokio::runtime::Runtime::new()?;
             let result = rt.block_on(trigger_cmd::run(&cli.data_dir, api, cmd));
+            exit_api(result.map(|()| 0))
+        }
+        Command::Apply { api, args } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let result = rt.block_on(stack_cmd::apply(&cli.data_dir, api, args));
+            exit_api(result.map(|()| 0))
+        }
+        Command::Delete { api, args } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let result = rt.block_on(stack_cmd::delete(&cli.data_dir, api, args));
+            exit_api(result.map(|()| 0))
+        }
+        Command::Stack { api, cmd } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let result = rt.block_on(stack_cmd::run(&cli.data_dir, api, cmd));
             exit_api(result.map(|()| 0))
         }
         Command::Logs { api, args } => {

@@ -1,11 +1,12 @@
 //! Hail's native API (`Hail_20261101.*`): roles and triggers, the resources
 //! AWS keeps in services Hail does not speak (IAM, Lambda's event sources),
-//! and what tasks use (DescribeTaskStats).
+//! load balancing, stacks, and what tasks use (DescribeTaskStats).
 //! Same framing, auth and error shape as the AWS JSON APIs; names are
 //! camelCase like ECS's.
 
 pub mod load_balancing;
 pub mod roles;
+pub mod stacks;
 pub mod task_stats;
 pub mod triggers;
 
@@ -16,6 +17,22 @@ use serde_json::Value;
 use crate::{Engine, EngineError};
 
 pub async fn dispatch(engine: &Engine, op: &str, body: Value) -> Result<Value, EngineError> {
+    match op {
+        "ApplyStack" => output(stacks::apply_stack(engine, decode(op, body)?).await?),
+        "DeleteStack" => output(stacks::delete_stack(engine, decode(op, body)?).await?),
+        "ListStacks" => output(stacks::list_stacks(engine).await?),
+        "DescribeStack" => output(stacks::describe_stack(engine, decode(op, body)?).await?),
+        _ => dispatch_resources(engine, op, body).await,
+    }
+}
+
+/// The native operations on single resources: everything but stacks, which
+/// are made of these.
+pub async fn dispatch_resources(
+    engine: &Engine,
+    op: &str,
+    body: Value,
+) -> Result<Value, EngineError> {
     match op {
         "CreateRole" => output(roles::create_role(engine, decode(op, body)?).await?),
         "GetRole" => output(roles::get_role(engine, decode(op, body)?).await?),
