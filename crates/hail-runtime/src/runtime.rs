@@ -10,6 +10,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -114,7 +115,7 @@ pub struct Recovery {
 
 pub struct Runtime {
     config: RuntimeConfig,
-    images: ImageStore,
+    images: Arc<ImageStore>,
     networks: Networks,
     tasks_dir: PathBuf,
     runtime_root: PathBuf,
@@ -132,7 +133,7 @@ impl Runtime {
         for d in [&tasks_dir, &runtime_root] {
             fs::create_dir_all(d).map_err(io_err(d))?;
         }
-        let images = ImageStore::open(&config.data_dir)?;
+        let images = Arc::new(ImageStore::open(&config.data_dir)?);
         let networks = Networks::open(config.network.clone()).await?;
         Ok(Self {
             config,
@@ -176,31 +177,34 @@ impl Runtime {
                 task: spec.id.clone(),
             });
         }
-        let mut containers = Vec::with_capacity(spec.containers.len());
-        for c in &spec.containers {
-            let image = self
-                .images
-                .get(&c.image)?
-                .ok_or_else(|| RuntimeError::ImageNotFound {
-                    task: spec.id.clone(),
-                    container: c.name.clone(),
-                    image: c.image.clone(),
-                })?;
-            let lower_dirs = self
-                .images
-                .rootfs_layers(&image, &crate::progress::NoProgress)?;
-            let mut container = resolve_container(&spec.id, c, &image, lower_dirs)?;
-            container.volume_mounts = c
-                .mounts
-                .iter()
-                .map(|m| crate::bundle::BindMount {
-                    source: self.volume_source(spec, &m.volume),
-                    destination: m.container_path.clone(),
-                    readonly: m.read_only,
-                })
-                .collect();
-            containers.push(container);
-        }
+        // Resolving an image may unpack its layers (seconds to minutes for a
+        // large image) and waits on the store's file locks while another
+        // start unpacks the same layer: kept off the async workers, so that a
+        // cold image never stalls the server's other requests.
+        let images = self.images.clone();
+        let volume_sources: Vec<Vec<PathBuf>> = spec
+            .containers
+            .iter()
+            .map(|c| {
+                c.mounts
+                    .iter()
+                    .map(|m| self.volume_source(spec, &m.volume))
+                    .collect()
+            })
+            .collect();
+        let resolving = spec.clone();
+        let containers = tokio::task::spawn_blocking(move || {
+            resolve_containers(&images, &resolving, volume_sources)
+        })
+        .await
+        .map_err(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: only when the server's runtime is shutting down.
+            Err(e) => RuntimeError::ShimFailed {
+                task: spec.id.clone(),
+                message: format!("resolving images: {e}"),
+            },
+        })??;
         fs::create_dir(&dir).map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => RuntimeError::TaskExists {
                 task: spec.id.clone(),
@@ -774,6 +778,39 @@ fn dependency_cycle(spec: &TaskSpec) -> Option<Vec<String>> {
 /// Merges a container spec with its image's config the way Docker and ECS do:
 /// an overridden entrypoint drops the image's Cmd; environment entries of the
 /// spec replace the image's of the same name.
+/// The containers of `spec` with their images' unpacked layers and their
+/// volume mounts; blocking (it may unpack layers).
+fn resolve_containers(
+    images: &ImageStore,
+    spec: &TaskSpec,
+    volume_sources: Vec<Vec<PathBuf>>,
+) -> Result<Vec<ShimContainer>, RuntimeError> {
+    let mut containers = Vec::with_capacity(spec.containers.len());
+    for (c, sources) in spec.containers.iter().zip(volume_sources) {
+        let image = images
+            .get(&c.image)?
+            .ok_or_else(|| RuntimeError::ImageNotFound {
+                task: spec.id.clone(),
+                container: c.name.clone(),
+                image: c.image.clone(),
+            })?;
+        let lower_dirs = images.rootfs_layers(&image, &crate::progress::NoProgress)?;
+        let mut container = resolve_container(&spec.id, c, &image, lower_dirs)?;
+        container.volume_mounts = c
+            .mounts
+            .iter()
+            .zip(sources)
+            .map(|(m, source)| crate::bundle::BindMount {
+                source,
+                destination: m.container_path.clone(),
+                readonly: m.read_only,
+            })
+            .collect();
+        containers.push(container);
+    }
+    Ok(containers)
+}
+
 fn resolve_container(
     task: &str,
     c: &ContainerSpec,

@@ -85,9 +85,14 @@ async fn pull(
         Insecure::Registries(insecure_registry)
     };
     let bars = Bars::default();
-    let image = store
+    let image = match store
         .pull(reference, &PullOptions { auth, insecure }, &bars)
-        .await;
+        .await
+    {
+        // Unpacked now, as `docker pull` does (this process has nothing else to serve).
+        Ok(image) => store.rootfs_layers(&image, &bars).map(|_| image),
+        Err(e) => Err(e),
+    };
     bars.clear();
     let image = image?;
     println!("{} {}", image.name, image.config_digest);
@@ -106,7 +111,11 @@ pub fn run_blocking(
     match cmd {
         ImageCommand::Import { name, file } => {
             let bars = Bars::default();
-            let image = store.import(&name, &file, &bars);
+            // Layers are unpacked now, as `docker load` does, so that the
+            // first task of the image starts as fast as the next ones.
+            let image = store
+                .import(&name, &file, &bars)
+                .and_then(|image| store.rootfs_layers(&image, &bars).map(|_| image));
             bars.clear();
             let image = image?;
             println!("{} {}", image.name, image.config_digest);

@@ -207,13 +207,26 @@ impl Stack {
     }
 }
 
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+fn eventually<T>(secs: u64, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    eventually_or(secs, what, f, String::new)
+}
+
+/// Like `eventually`, with `state()` — what the engine says at the deadline —
+/// in the failure message.
+fn eventually_or<T>(
+    secs: u64,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+    state: impl FnOnce() -> String,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what} after {secs} s\n{}", state());
+        }
         std::thread::sleep(Duration::from_millis(250));
     }
 }
@@ -334,10 +347,23 @@ for t in threads: t.join()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let keys = eventually(300, "twenty thumbnails", || {
-        let k = stack.keys("thumbnail/");
-        (k.len() >= 20).then_some(k)
-    });
+    // Three tests of this file share two cores with twenty ffmpeg tasks: the
+    // bound is generous, and a timeout shows where the invocations stand.
+    let keys = eventually_or(
+        600,
+        "twenty thumbnails",
+        || {
+            let k = stack.keys("thumbnail/");
+            (k.len() >= 20).then_some(k)
+        },
+        || {
+            format!(
+                "thumbnails: {:?}\ntrigger: {:#}",
+                stack.keys("thumbnail/"),
+                stack.invocations("thumbs")
+            )
+        },
+    );
     // Give a duplicate every chance to appear.
     std::thread::sleep(Duration::from_secs(2));
     let keys_after = stack.keys("thumbnail/");
