@@ -434,10 +434,23 @@ impl Runtime {
         }
         self.networks.release(id).await?;
         let dir = self.task_dir(id);
-        for mount in overlay::mounts_under(&dir).unwrap_or_default() {
-            let _ = overlay::unmount_root(&mount);
+        // A task's writable layers and volumes can hold gigabytes: removed on
+        // a blocking thread, not on an async worker.
+        let removing = dir.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            for mount in overlay::mounts_under(&removing).unwrap_or_default() {
+                let _ = overlay::unmount_root(&mount);
+            }
+            fs::remove_dir_all(&removing)
+        })
+        .await;
+        match removed {
+            Ok(result) => result.map_err(io_err(&dir)),
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => Err(io_err(&dir)(io::Error::other(e.to_string()))),
+            },
         }
-        fs::remove_dir_all(&dir).map_err(io_err(&dir))
     }
 
     /// Ids of every task with a directory (running or stopped).
