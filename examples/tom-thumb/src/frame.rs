@@ -1,7 +1,7 @@
 //! Taking one frame of a video over HTTP with FFmpeg.
 //!
-//! The video is never downloaded whole: `ffprobe` reads the container's
-//! headers and `ffmpeg -ss POS -i URL` (input seeking) jumps to the keyframe
+//! The video is never downloaded whole: `ffmpeg -ss POS -i URL` reads the
+//! container's headers and (input seeking) jumps to the keyframe
 //! before the position with HTTP range requests and decodes from there, so
 //! the bytes read grow with the distance between keyframes, not with the
 //! position. The workshop's `ffmpeg -i URL -ss POS` (output seeking) decoded
@@ -71,42 +71,48 @@ pub struct Frame {
 #[derive(Debug, Clone)]
 pub struct Thumbnail {
     pub frame: Frame,
-    pub probe: Probe,
-    pub probe_time: Duration,
     pub extract_time: Duration,
 }
 
 impl Ffmpeg {
-    /// Probes the input, refuses what is not a video or is too short, and
-    /// takes the frame at `position`.
+    /// Takes the frame at `position`, refusing what is not a video or is too
+    /// short. One FFmpeg run on the way that succeeds: a separate probe
+    /// first would start FFmpeg's libraries and read the container's index
+    /// twice (a third of a thumbnail's time). `ffprobe` runs only when the
+    /// extraction failed in a way whose message needs its facts (no video
+    /// stream, or no frame at the position and how long the video is).
     pub async fn thumbnail(
         &self,
         input: &InputUrl,
         position: Position,
     ) -> Result<Thumbnail, ThumbError> {
         let started = Instant::now();
-        let probe = self.probe(input).await?;
-        let probe_time = started.elapsed();
-        if probe.video_streams == 0 {
-            return Err(ThumbError::NotAVideo {
-                url: input.redacted().to_owned(),
-                reason: "it has no video stream".into(),
-            });
+        match self.extract(input, position, None).await {
+            Ok(frame) => Ok(Thumbnail {
+                frame,
+                extract_time: started.elapsed(),
+            }),
+            Err(failed @ (ThumbError::NotAVideo { .. } | ThumbError::PastEnd { .. })) => {
+                // A probe that fails too says why in its own words (e.g. the
+                // object went away in between); one that succeeds words the
+                // original failure.
+                let probe = self.probe(input).await?;
+                if probe.video_streams == 0 {
+                    return Err(ThumbError::NotAVideo {
+                        url: input.redacted().to_owned(),
+                        reason: "it has no video stream".into(),
+                    });
+                }
+                Err(match failed {
+                    ThumbError::PastEnd { .. } => ThumbError::PastEnd {
+                        position,
+                        duration: probe.duration,
+                    },
+                    other => other,
+                })
+            }
+            Err(other) => Err(other),
         }
-        if let Some(duration) = probe.duration.filter(|d| position.is_past(*d)) {
-            return Err(ThumbError::PastEnd {
-                position,
-                duration: Some(duration),
-            });
-        }
-        let started = Instant::now();
-        let frame = self.extract(input, position, probe.duration).await?;
-        Ok(Thumbnail {
-            frame,
-            probe,
-            probe_time,
-            extract_time: started.elapsed(),
-        })
     }
 
     /// Reads the input's duration and streams with `ffprobe`.
@@ -158,8 +164,10 @@ impl Ffmpeg {
             &seek,
             "-i",
             input.as_str(),
+            // `V`, not `v`: the first video stream that is not a still
+            // (cover art of an audio file is a "video" stream too).
             "-map",
-            "0:v:0",
+            "0:V:0",
             "-frames:v",
             "1",
             "-f",

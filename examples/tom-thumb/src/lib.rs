@@ -2,8 +2,8 @@
 //! a PNG — the task of the Container-on-Demand pattern.
 //!
 //! The flow, wired by `main.rs`: [`Config::from_env`] reads the environment
-//! contract; [`frame::Ffmpeg::thumbnail`] probes the video over HTTP and takes
-//! the frame with input seeking while [`upload::resolve_credentials`] fetches
+//! contract; [`frame::Ffmpeg::thumbnail`] takes the frame over HTTP with
+//! input seeking while [`upload::resolve_credentials`] fetches
 //! the task's credentials; [`upload::put_png`] writes the PNG in one
 //! PutObject. Every failure is a [`ThumbError`] whose class decides the exit
 //! code.

@@ -37,10 +37,9 @@ async fn run() -> Result<String, ThumbError> {
     upload::put_png(&client, &config.output, frame.png).await?;
     let upload_time = started.elapsed();
     Ok(format!(
-        "tom-thumb: wrote {} ({bytes} bytes, {width}x{height}, frame at {}) probe {} ms, extract {} ms, upload {} ms",
+        "tom-thumb: wrote {} ({bytes} bytes, {width}x{height}, frame at {}) extract {} ms, upload {} ms",
         config.output,
         config.position,
-        thumbnail.probe_time.as_millis(),
         thumbnail.extract_time.as_millis(),
         upload_time.as_millis(),
     ))

@@ -212,7 +212,7 @@ async fn the_task_writes_one_png_with_container_credentials() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("640x360, frame at 00:00:02) probe "),
+        stdout.contains("640x360, frame at 00:00:02) extract "),
         "{stdout}"
     );
 
