@@ -391,7 +391,9 @@ impl Runtime {
         durable::read_json(&state_path).map_err(io_err(&state_path))
     }
 
-    /// Waits until the task has stopped; releases its network then.
+    /// Waits until the task has stopped; releases its network and removes
+    /// its task volumes then. A task volume is scratch space that lives as
+    /// long as the task (as on Fargate); the logs stay until [`Self::remove`].
     pub async fn wait(&self, id: &str) -> Result<TaskStatus, RuntimeError> {
         let dir = self.existing_task_dir(id)?;
         let status = match ShimClient::new(&dir.join(SOCKET_FILE))
@@ -403,6 +405,11 @@ impl Runtime {
         };
         if status.phase.is_final() {
             self.networks.release(id).await?;
+            let volumes = dir.join("volumes");
+            match fs::remove_dir_all(&volumes) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&volumes)(e)),
+                _ => {}
+            }
         }
         Ok(status)
     }

@@ -4,6 +4,7 @@
 
 mod api_cmd;
 mod bench_api;
+mod bench_assembly;
 mod bench_cmd;
 mod bench_gateway;
 mod bench_s3;

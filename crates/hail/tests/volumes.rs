@@ -42,10 +42,9 @@ async fn containers_share_a_task_volume_and_it_goes_with_the_task() {
         "{status:?}"
     );
     assert_eq!(h.stdout(&spec.id, "reader"), "from-writer\nread-only\n");
-    let volume = h.runtime.task_dir(&spec.id).join("volumes/scratch/note");
-    assert_eq!(std::fs::read_to_string(&volume).unwrap(), "from-writer\n");
+    // The volume lives as long as the task: gone once it has stopped.
+    assert!(!h.runtime.task_dir(&spec.id).join("volumes").exists());
     h.runtime.remove(&spec.id).await.unwrap();
-    assert!(!volume.exists());
 
     // A host directory is refused by default, and a mount must name a volume.
     let mut host = sh("main", "true");

@@ -8,6 +8,7 @@
 pub mod annotate;
 pub mod bucket;
 pub mod coins;
+pub mod config;
 pub mod decode;
 pub mod detect;
 pub mod error;

@@ -2,7 +2,7 @@
 //! and a command-line counter.
 //!
 //! ```text
-//! bean-counter [serve]                 serve on $PORT (8080), bucket $BUCKET
+//! bean-counter [serve]                 serve on $PORT (8080), bucket $BUCKET, configuration $CONFIG_PATH
 //! bean-counter healthcheck             exit 0 if the local service is healthy
 //! bean-counter count [--json] [--repeat N] [--annotate OUT.png] [--peak-memory] FILE...
 //! ```
@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bean_counter::bucket::Bucket;
+use bean_counter::config::Config;
 use bean_counter::service::{router, AppState};
 use bean_counter::{decode, report};
 
@@ -59,6 +60,14 @@ fn port() -> Result<u16, String> {
 
 fn serve() -> Result<(), String> {
     let port = port()?;
+    // A configuration that was asked for and cannot be read stops the
+    // service: running without it would hide the failure.
+    if let Ok(path) = std::env::var("CONFIG_PATH") {
+        if !path.is_empty() {
+            let config = Config::load(&path)?;
+            eprintln!("bean-counter: configuration {path}: {}", config.summary());
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
