@@ -25,6 +25,8 @@ pub enum BenchCommand {
     Thumbnail(crate::bench_thumbs::ThumbnailArgs),
     /// The load balancer: requests/s and added latency for small responses, vs nginx as a proxy.
     Gateway(crate::bench_gateway::GatewayArgs),
+    /// Services following demand: load start → a new task serving, and the first request to a service at zero tasks.
+    Scaling(crate::bench_scaling::ScalingArgs),
 }
 
 #[derive(Args)]
@@ -54,6 +56,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::S3(args) => crate::bench_s3::run(args).await,
         BenchCommand::Thumbnail(args) => crate::bench_thumbs::run(args).await,
         BenchCommand::Gateway(args) => crate::bench_gateway::run(args).await,
+        BenchCommand::Scaling(args) => crate::bench_scaling::run(args).await,
     }
 }
 
