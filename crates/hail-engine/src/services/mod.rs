@@ -294,9 +294,21 @@ impl ServiceController {
             }
         }
 
+        // A task counts as healthy only once it has stayed up for a resync
+        // interval: passes also run on every task status change, and would
+        // otherwise see a task that exits right after starting as healthy —
+        // completing its deployment and resetting the failure count that
+        // the launch backoff and the circuit breaker read.
         let views: Vec<TaskView> = task_list
             .iter()
-            .map(|s| self.view(&service, &s.task))
+            .map(|s| {
+                let mut v = self.view(&service, &s.task);
+                v.healthy &= s
+                    .task
+                    .started_at
+                    .is_some_and(|t| now.as_millis() - t.as_millis() >= RESYNC.as_millis() as i64);
+                v
+            })
             .collect();
         for v in &views {
             memory.seen.insert(v.id.clone(), v.deployment.clone());
