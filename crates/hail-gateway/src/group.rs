@@ -84,6 +84,10 @@ impl Member {
     }
 }
 
+/// How soon a new target's failed health check is tried again (see
+/// `TargetGroup::spawn_checks`).
+const INITIAL_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Aborts a background task when the registration that owns it goes.
 #[derive(Debug)]
 struct TaskGuard(JoinHandle<()>);
@@ -351,8 +355,25 @@ impl TargetGroup {
                 };
                 let settings = group.settings();
                 let hc = &settings.config.health_check;
-                let observation =
+                let began = tokio::time::Instant::now();
+                let mut observation =
                     health::probe(&group.check_client, member.addr, hc, &settings.matcher).await;
+                // A target still `initial` is most often a task that has just
+                // started, whose server may not listen yet: a failed check is
+                // tried again every INITIAL_RETRY within the interval, and
+                // counts as one observation. A request held for a
+                // scale-from-zero group then waits for the port to open, not
+                // for the next interval; thresholds still count one
+                // observation per interval.
+                while member.state() == TargetState::Initial
+                    && matches!(observation, health::Observation::Fail { .. })
+                    && began.elapsed() + INITIAL_RETRY < hc.interval
+                {
+                    tokio::time::sleep(INITIAL_RETRY).await;
+                    observation =
+                        health::probe(&group.check_client, member.addr, hc, &settings.matcher)
+                            .await;
+                }
                 if member.state() == TargetState::Draining {
                     return;
                 }

@@ -27,6 +27,8 @@ pub enum BenchCommand {
     Gateway(crate::bench_gateway::GatewayArgs),
     /// Sidecar-Assembly: RunTask → RUNNING of the four-container task vs the app alone.
     Assembly(crate::bench_assembly::AssemblyArgs),
+    /// Services following demand: load start → a new task serving, and the first request to a service at zero tasks.
+    Scaling(crate::bench_scaling::ScalingArgs),
 }
 
 #[derive(Args)]
@@ -57,6 +59,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Thumbnail(args) => crate::bench_thumbs::run(args).await,
         BenchCommand::Gateway(args) => crate::bench_gateway::run(args).await,
         BenchCommand::Assembly(args) => crate::bench_assembly::run(args).await,
+        BenchCommand::Scaling(args) => crate::bench_scaling::run(args).await,
     }
 }
 

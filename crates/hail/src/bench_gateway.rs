@@ -274,7 +274,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -645,7 +645,7 @@ async fn check_ok(addr: SocketAddr) -> anyhow::Result<()> {
 
 /// A minimal HTTP/1.1 keep-alive client for `GET /` of small, length-framed
 /// responses: the load generator must cost less than what it measures.
-struct Conn {
+pub(crate) struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
 }
@@ -653,7 +653,7 @@ struct Conn {
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: hail-bench\r\n\r\n";
 
 impl Conn {
-    async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Self {
@@ -664,6 +664,15 @@ impl Conn {
 
     /// One request; returns the status once the whole response is read.
     async fn get(&mut self) -> anyhow::Result<u16> {
+        self.exchange(false).await.map(|(status, _)| status)
+    }
+
+    /// One request; returns the status and the body.
+    pub(crate) async fn fetch(&mut self) -> anyhow::Result<(u16, Vec<u8>)> {
+        self.exchange(true).await
+    }
+
+    async fn exchange(&mut self, keep_body: bool) -> anyhow::Result<(u16, Vec<u8>)> {
         self.stream.write_all(REQUEST).await?;
         loop {
             if let Some(head_end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -685,8 +694,13 @@ impl Conn {
                 while self.buf.len() < total {
                     self.read_more().await?;
                 }
+                let body = if keep_body {
+                    self.buf[head_end + 4..total].to_vec()
+                } else {
+                    Vec::new()
+                };
                 self.buf.drain(..total);
-                return Ok(status);
+                return Ok((status, body));
             }
             self.read_more().await?;
         }

@@ -8,6 +8,7 @@ mod bench_assembly;
 mod bench_cmd;
 mod bench_gateway;
 mod bench_s3;
+mod bench_scaling;
 mod bench_thumbs;
 mod client;
 mod cluster_cmd;

@@ -215,6 +215,7 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
     };
     let controller = TaskController::new(store.clone(), runtime.clone(), clock.clone(), config);
     tokio::spawn(controller.clone().run());
+    let task_changes = controller.status_changes();
     let objects = ObjectStore::open(
         data_dir.join("objects"),
         store.clone(),
@@ -256,6 +257,17 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
     }
     let services = ServiceController::new(engine.clone(), Some(Arc::new(balancing.clone())));
     tokio::spawn(services.clone().run());
+    {
+        // A task of a service that starts or stops is acted on at once
+        // (its target registered, its replacement launched).
+        let services = services.clone();
+        tokio::spawn(async move {
+            loop {
+                task_changes.notified().await;
+                services.wake();
+            }
+        });
+    }
     let engine = engine.with_triggers(triggers).with_services(services);
     tokio::spawn(
         balancing

@@ -294,9 +294,21 @@ impl ServiceController {
             }
         }
 
+        // A task counts as healthy only once it has stayed up for a resync
+        // interval: passes also run on every task status change, and would
+        // otherwise see a task that exits right after starting as healthy —
+        // completing its deployment and resetting the failure count that
+        // the launch backoff and the circuit breaker read.
         let views: Vec<TaskView> = task_list
             .iter()
-            .map(|s| self.view(&service, &s.task))
+            .map(|s| {
+                let mut v = self.view(&service, &s.task);
+                v.healthy &= s
+                    .task
+                    .started_at
+                    .is_some_and(|t| now.as_millis() - t.as_millis() >= RESYNC.as_millis() as i64);
+                v
+            })
             .collect();
         for v in &views {
             memory.seen.insert(v.id.clone(), v.deployment.clone());
@@ -380,12 +392,16 @@ impl ServiceController {
             }
         }
 
-        // Targets: the healthy-by-container tasks' addresses.
+        // Targets: the healthy-by-container tasks' addresses. The task list
+        // was read before this pass stopped tasks: those must not go back
+        // into their groups (a stopping task would be healthy again there).
         if let Some(registry) = &self.inner.registry {
+            let stopped: HashSet<&str> = to_stop.iter().map(|(id, _)| id.as_str()).collect();
             self.sync_targets(
                 registry.as_ref(),
                 &mut service,
                 &task_list,
+                &stopped,
                 &mut memory,
                 now,
             );
@@ -627,6 +643,7 @@ impl ServiceController {
         registry: &dyn TargetRegistry,
         service: &mut Service,
         task_list: &[hail_store::tasks::StoredTask],
+        stopped: &HashSet<&str>,
         memory: &mut Memory,
         now: Timestamp,
     ) {
@@ -651,7 +668,8 @@ impl ServiceController {
                 .filter_map(|t| {
                     let ip = crate::metadata::task_address(t)?;
                     let id = tasks::task_id(t).ok()?;
-                    (!memory.draining.contains_key(&id)).then_some((id, SocketAddr::new(ip, port)))
+                    (!memory.draining.contains_key(&id) && !stopped.contains(id.as_str()))
+                        .then_some((id, SocketAddr::new(ip, port)))
                 })
                 .collect();
             targets.sort();

@@ -97,6 +97,9 @@ struct Inner {
     /// Ids of the tasks that have a worker now.
     workers: Mutex<HashSet<String>>,
     wake: Notify,
+    /// Notified whenever a task's last status changes (see
+    /// [`TaskController::status_changes`]).
+    status_changed: Arc<Notify>,
     /// Pulls run one at a time: two tasks of a new image must not fetch it twice.
     pulls: tokio::sync::Mutex<()>,
 }
@@ -136,6 +139,7 @@ impl TaskController {
                 config,
                 workers: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
+                status_changed: Arc::new(Notify::new()),
                 pulls: tokio::sync::Mutex::new(()),
             }),
         }
@@ -143,6 +147,15 @@ impl TaskController {
 
     pub fn config(&self) -> &ControllerConfig {
         &self.inner.config
+    }
+
+    /// Notified (one stored permit) after a task's last status changes
+    /// in the store. The service controller waits on it too, so that a
+    /// task that just turned RUNNING joins its target groups at once
+    /// rather than at the next resync a second later — the difference a
+    /// request held for a scale-from-zero group waits.
+    pub fn status_changes(&self) -> Arc<Notify> {
+        self.inner.status_changed.clone()
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -665,17 +678,25 @@ where
 {
     let id_owned = id.to_owned();
     let at = now(&*inner.clock);
-    inner
+    let (task, moved) = inner
         .store
-        .write(move |tx| {
+        .write(move |tx| -> Result<(Task, bool), WorkerError> {
             let stored =
                 tasks::get(tx, &id_owned)?.ok_or_else(|| WorkerError::Gone(id_owned.clone()))?;
             let mut task = stored.task.clone();
             change(&mut task, at);
             if task == stored.task {
-                return Ok(task);
+                return Ok((task, false));
             }
-            Ok(tasks::update(tx, &id_owned, stored.version, &task)?.task)
+            let moved = task.last_status != stored.task.last_status;
+            Ok((
+                tasks::update(tx, &id_owned, stored.version, &task)?.task,
+                moved,
+            ))
         })
-        .await
+        .await?;
+    if moved {
+        inner.status_changed.notify_one();
+    }
+    Ok(task)
 }
