@@ -404,20 +404,8 @@ fn a_scale_from_zero_service_goes_to_zero_when_idle_and_the_next_request_starts_
     let zero = sampler.until(&stack, "scaled to zero", 0.0, 90, |s| {
         s.desired == 0 && s.running == 0 && s.pending == 0
     });
-    // The service counts a draining task out at once; the task itself stops
-    // after the group's deregistration delay (2 s) and its shutdown.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = running_arns(&stack);
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running 30 s after the service reached zero: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    // The task stops after the group's deregistration delay (2 s).
+    stack.until_no_running_tasks(30);
 
     // One request: held while a task starts, answered by that task.
     let targets_before = stack.hail(&["lb", "targets", "bean-counter-tg", "--json"]);

@@ -181,7 +181,7 @@ fn the_workshop_service_keeps_its_tasks_running_rolls_scales_pauses_and_drains()
     ]))
     .unwrap();
     assert_eq!(shown["hailPausedDesiredCount"], 3);
-    assert!(stack.running_tasks().is_empty());
+    stack.until_no_running_tasks(30);
     stack.hail(&["service", "resume", SERVICE, "--cluster", CLUSTER]);
     stack.until("resumed at 3", 60, steady(3));
 

@@ -128,6 +128,25 @@ impl Stack {
         }
     }
 
+    /// Waits until the service has no task with desiredStatus RUNNING: the
+    /// counts of DescribeServices drop a task the controller stops in the
+    /// same pass, its StopTask lands just after (as on ECS, the two views
+    /// agree eventually, not at once).
+    pub fn until_no_running_tasks(&self, secs: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let left = self.running_tasks();
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tasks still desired RUNNING after {secs} s: {left:#?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+
     pub fn running_tasks(&self) -> Vec<Value> {
         let arns = self.aws(&[
             "ecs",
