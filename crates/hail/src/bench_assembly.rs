@@ -43,6 +43,7 @@ const ASSEMBLY: &str = include_str!("../../../examples/sidecar-assembly/task-def
 const APP_IMAGE: &str = "hail.examples/bean-counter:latest";
 const SIDECARS_IMAGE: &str = "hail.examples/sidecars:latest";
 const SINGLE: &str = "bench-app-alone";
+const TOGETHER: &str = "bench-four-together";
 
 /// The phases of one launch, in milliseconds from the RunTask request.
 #[derive(Default, Clone)]
@@ -84,7 +85,13 @@ pub async fn run(args: AssemblyArgs) -> anyhow::Result<()> {
     setup(&client, &assembly).await?;
 
     eprintln!("warming up (layer unpack, namespace pool)…");
-    for family in [SINGLE, "sidecar-assembly", SINGLE, "sidecar-assembly"] {
+    for family in [
+        SINGLE,
+        "sidecar-assembly",
+        TOGETHER,
+        SINGLE,
+        "sidecar-assembly",
+    ] {
         launch(&client, &data_dir, family).await?;
     }
 
@@ -96,6 +103,7 @@ pub async fn run(args: AssemblyArgs) -> anyhow::Result<()> {
             "4 containers (sidecar-assembly): RunTask → RUNNING",
             "sidecar-assembly",
         ),
+        ("4 containers, no dependsOn: RunTask → RUNNING", TOGETHER),
     ] {
         let phases = Arc::new(Mutex::new(Vec::new()));
         let s = {
@@ -126,8 +134,12 @@ pub async fn run(args: AssemblyArgs) -> anyhow::Result<()> {
     }
     for p in [50.0, 99.0] {
         println!(
-            "4 containers / 1 container, p{p}: {:.2}",
+            "4 containers (sidecar-assembly) / 1 container, p{p}: {:.2}",
             results[1].percentile(p) / results[0].percentile(p)
+        );
+        println!(
+            "4 containers (no dependsOn) / 1 container, p{p}: {:.2}",
+            results[2].percentile(p) / results[0].percentile(p)
         );
     }
     for (name, launches) in &breakdowns {
@@ -204,7 +216,36 @@ async fn setup(client: &Client, assembly: &Value) -> anyhow::Result<()> {
         .call(Service::Ecs, "RegisterTaskDefinition", single)
         .await
         .context("RegisterTaskDefinition the single container")?;
+    client
+        .call(Service::Ecs, "RegisterTaskDefinition", together(assembly)?)
+        .await
+        .context("RegisterTaskDefinition the four containers without dependsOn")?;
     Ok(())
+}
+
+/// The example's four containers with nothing ordering their start: no
+/// `dependsOn`, the app not reading the configuration the init container
+/// may not have written yet, and no output routed to the log router, which
+/// may not be listening yet. The init container still fetches the
+/// configuration and exits.
+fn together(assembly: &Value) -> anyhow::Result<Value> {
+    let mut together = assembly.clone();
+    together["family"] = TOGETHER.into();
+    let containers = together["containerDefinitions"]
+        .as_array_mut()
+        .context("containerDefinitions")?;
+    for c in containers.iter_mut() {
+        let c = c.as_object_mut().context("a container definition object")?;
+        c.remove("dependsOn");
+        if c.get("name").and_then(Value::as_str) != Some("log-router") {
+            c.remove("logConfiguration");
+        }
+        if c.get("name").and_then(Value::as_str) == Some("app") {
+            c.remove("environment");
+            c.remove("mountPoints");
+        }
+    }
+    Ok(together)
 }
 
 async fn describe(client: &Client, arn: &str) -> anyhow::Result<Value> {
@@ -345,5 +386,23 @@ mod tests {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["log-router", "config", "app", "ambassador"]);
+    }
+
+    #[test]
+    fn the_four_together_keep_their_containers_and_lose_their_order() {
+        let def: Value = serde_json::from_str(ASSEMBLY).unwrap();
+        let together = together(&def).unwrap();
+        let containers = together["containerDefinitions"].as_array().unwrap();
+        assert_eq!(containers.len(), 4);
+        assert!(containers.iter().all(|c| c.get("dependsOn").is_none()));
+        let routed = containers
+            .iter()
+            .filter(|c| c["logConfiguration"]["logDriver"] == "awsfirelens")
+            .count();
+        assert_eq!(routed, 0);
+        let app = containers.iter().find(|c| c["name"] == "app").unwrap();
+        assert!(app.get("environment").is_none(), "{app}");
+        assert_eq!(app["image"], APP_IMAGE);
+        assert_eq!(together["volumes"], def["volumes"]);
     }
 }

@@ -174,3 +174,76 @@ async fn healthy_dependencies_wait_for_the_check_and_unhealthy_ones_stop_the_tas
     assert!(status.container("app").unwrap().started_at.is_none());
     h.teardown().await;
 }
+
+/// The OCI runtime's view of one container: its `status` ("created",
+/// "running", …), or None when the runtime has no such container.
+fn runtime_state(h: &Harness, id: &str) -> Option<String> {
+    let out = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(h.dir.path().join("runc"))
+        .args(["state", id])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    state["status"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_containers_are_created_ahead_and_go_when_the_task_stops_first() {
+    if !containers_available() {
+        return;
+    }
+    let h = Harness::new("ahead").await;
+    let mut init = sh("init", "sleep 30");
+    init.essential = false;
+    let mut app = sh("app", "echo should-not-run");
+    app.depends_on = vec![dep("init", DependencyCondition::Success)];
+    let mut sidecar = sh("sidecar", "echo should-not-run-either");
+    sidecar.depends_on = vec![dep("app", DependencyCondition::Start)];
+    let spec = h.task(vec![sidecar, app, init]);
+    let started = h.runtime.start_task(&spec).await.unwrap();
+    assert_eq!(started.phase, TaskPhase::Starting, "{started:?}");
+
+    // While init runs, the runtime has already set up the two waiting
+    // containers; their processes wait for `runc start`.
+    let init_id = format!("{}.init", spec.id);
+    let app_id = format!("{}.app", spec.id);
+    let sidecar_id = format!("{}.sidecar", spec.id);
+    assert_eq!(runtime_state(&h, &init_id).as_deref(), Some("running"));
+    assert_eq!(runtime_state(&h, &app_id).as_deref(), Some("created"));
+    assert_eq!(runtime_state(&h, &sidecar_id).as_deref(), Some("created"));
+
+    // Stopped before its dependencies are met: the created containers go
+    // at once (no stop timeout), and nothing of them is left behind.
+    let began = Instant::now();
+    h.runtime.stop(&spec.id, "test").await.unwrap();
+    let status = h.runtime.wait(&spec.id).await.unwrap();
+    assert!(began.elapsed() < Duration::from_secs(10), "{status:?}");
+    assert!(
+        matches!(status.stop, Some(StopCause::Requested { .. })),
+        "{status:?}"
+    );
+    for name in ["app", "sidecar"] {
+        let c = status.container(name).unwrap();
+        assert!(c.started_at.is_none(), "{c:?}");
+        assert_eq!(
+            c.reason.as_deref(),
+            Some("Task stopped before the container started"),
+            "{c:?}"
+        );
+        assert_eq!(h.stdout(&spec.id, name), "", "{name} ran");
+    }
+    for id in [&init_id, &app_id, &sidecar_id] {
+        assert_eq!(runtime_state(&h, id), None, "{id} left in the runtime");
+    }
+    let task_dir = h.runtime.task_dir(&spec.id);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(task_dir.to_str().unwrap()),
+        "container roots left mounted"
+    );
+    h.teardown().await;
+}

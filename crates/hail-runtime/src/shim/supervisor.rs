@@ -105,6 +105,26 @@ struct Running {
     failing: u32,
 }
 
+/// A runtime invocation bringing a container up, in flight.
+struct Launch {
+    container: usize,
+    mode: LaunchMode,
+    pid_file: PathBuf,
+    runtime_log: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LaunchMode {
+    /// `runc run --detach`: the container runs when it returns. For a
+    /// container whose dependencies are met: one invocation, not two.
+    Run,
+    /// `runc create`: the container's process is set up and waits for `runc
+    /// start`. For a container still waiting on its dependencies, so that the
+    /// runtime's cost (tens of ms per container) is paid while they are
+    /// pending, not after.
+    Create,
+}
+
 /// A health check in flight: a `runc exec` process.
 struct Check {
     container: usize,
@@ -132,6 +152,22 @@ struct Supervisor {
     deadline: Option<Instant>,
     /// Health checks running now, by the pid of their `runc exec`.
     checks: HashMap<i32, Check>,
+    /// Runtime invocations in flight, by the pid of the runtime process.
+    launching: HashMap<i32, Launch>,
+    /// Containers created and not started (or not running because the task
+    /// stopped first): container index → the pid of its waiting process.
+    created: HashMap<usize, i32>,
+    /// Containers in the order they are brought up: by depth in the
+    /// dependency graph, then definition order.
+    launch_order: Vec<usize>,
+    /// At most this many runtime invocations at once: more only slow down
+    /// the one the next container waits for.
+    launch_slots: usize,
+    /// Whether the runtime that started the shim has been told how the start went.
+    announced: bool,
+    /// Exits of processes not known yet: a container's process can end (and
+    /// be reaped) before the runtime invocation that started it returns.
+    early_exits: HashMap<i32, Exit>,
 }
 
 fn now() -> String {
@@ -157,7 +193,6 @@ impl Supervisor {
             .map(|ms| Instant::now() + Duration::from_millis(ms));
         Ok(Self {
             dir,
-            task,
             cgroups: None,
             status,
             reaper,
@@ -167,22 +202,25 @@ impl Supervisor {
             pumps: Vec::new(),
             deadline,
             checks: HashMap::new(),
+            launching: HashMap::new(),
+            created: HashMap::new(),
+            launch_order: launch_order(&task.containers),
+            launch_slots: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            announced: false,
+            early_exits: HashMap::new(),
+            task,
         })
     }
 
     async fn run(mut self) -> Result<(), ShimError> {
         self.start_all().await;
-        self.announce_ready();
+        self.announce_when_settled();
         while !self.all_exited() {
             let next_deadline = self.next_deadline();
             tokio::select! {
                 exit = self.reaper.next() => {
                     if let Some((pid, exit)) = exit {
-                        if let Some(check) = self.checks.remove(&pid) {
-                            self.on_check(check.container, exit == Exit::Code(0)).await;
-                        } else {
-                            self.on_exit(pid, exit).await;
-                        }
+                        self.on_child_exit(pid, exit).await;
                     }
                 }
                 Some((request, reply)) = self.control.recv() => self.on_request(request, reply),
@@ -191,13 +229,59 @@ impl Supervisor {
                     self.run_due_checks().await;
                 }
             }
+            self.announce_when_settled();
+        }
+        if !self.announced {
+            self.announce();
         }
         self.finish().await;
         Ok(())
     }
 
+    /// Every process the shim started is gone: running containers, created
+    /// ones, and runtime invocations bringing containers up.
     fn all_exited(&self) -> bool {
-        self.running.is_empty()
+        self.running.is_empty() && self.created.is_empty() && self.launching.is_empty()
+    }
+
+    /// Dispatches a child's exit to what the child was.
+    async fn on_child_exit(&mut self, pid: i32, exit: Exit) {
+        if let Some(check) = self.checks.remove(&pid) {
+            self.on_check(check.container, exit == Exit::Code(0)).await;
+        } else if let Some(launch) = self.launching.remove(&pid) {
+            self.on_launched(launch, exit).await;
+            if self.launching.is_empty() {
+                // Every launch has claimed its container's early exit.
+                self.early_exits.clear();
+            }
+        } else if let Some(index) = self.created_container(pid) {
+            self.on_created_exit(index).await;
+        } else if self.running.values().any(|r| r.pid == pid) {
+            self.on_exit(pid, exit).await;
+        } else if !self.launching.is_empty() {
+            self.early_exits.insert(pid, exit);
+        }
+    }
+
+    /// An exit of `pid` already collected: by the reaper while waiting for
+    /// another process, or before anyone knew the pid.
+    fn take_exit(&mut self, pid: i32) -> Option<Exit> {
+        self.reaper
+            .take(pid)
+            .or_else(|| self.early_exits.remove(&pid))
+    }
+
+    fn created_container(&self, pid: i32) -> Option<usize> {
+        self.created
+            .iter()
+            .find_map(|(&index, &p)| (p == pid).then_some(index))
+    }
+
+    /// Whether container `index` has not been handed to the runtime yet.
+    fn pending(&self, index: usize) -> bool {
+        self.status.containers[index].phase == ContainerPhase::Created
+            && !self.created.contains_key(&index)
+            && !self.launching.values().any(|l| l.container == index)
     }
 
     /// Prepares the task and starts every container whose dependencies
@@ -211,17 +295,19 @@ impl Supervisor {
         self.start_ready().await;
     }
 
-    /// Starts, in definition order, the containers not started yet whose
-    /// dependencies are met, until none is left that can start now. A
-    /// dependency that can never be met stops the task, naming it. Once
-    /// every container has started, the task is running.
+    /// Brings containers up as far as their dependencies allow, until
+    /// nothing more can happen now: starts those whose dependencies are met
+    /// (`runc start` if created ahead, `runc run` if not), and creates the
+    /// others ahead while runtime slots are free. A dependency that can never
+    /// be met stops the task, naming it. Once every container has started,
+    /// the task is running.
     async fn start_ready(&mut self) {
         loop {
             if self.status.phase != TaskPhase::Starting {
                 return;
             }
             let mut progressed = false;
-            for i in 0..self.task.containers.len() {
+            for i in self.launch_order.clone() {
                 if self.status.containers[i].phase != ContainerPhase::Created {
                     continue;
                 }
@@ -235,23 +321,36 @@ impl Supervisor {
                         return;
                     }
                     Readiness::Ready => {
-                        if let Err(message) = self.start_container(i).await {
-                            let name = self.task.containers[i].name.clone();
-                            // Whatever the failed start left — the runtime's
-                            // record, the root mount — goes now, not when the
-                            // task is removed.
-                            self.delete_container(&name).await;
-                            self.status.containers[i].reason =
-                                Some(format!("CannotStartContainerError: {message}"));
-                            self.fail_start(name, message);
-                            return;
+                        if let Some(pid) = self.created.remove(&i) {
+                            if let Err(message) = self.start_created(i, pid).await {
+                                self.container_failed(i, message).await;
+                                return;
+                            }
+                            progressed = true;
+                        } else if self.pending(i) && self.launching.len() < self.launch_slots {
+                            // Its completion drives the next pass.
+                            if let Err(message) = self.launch(i, LaunchMode::Run) {
+                                self.container_failed(i, message).await;
+                                return;
+                            }
                         }
-                        progressed = true;
                     }
                 }
             }
             if !progressed {
                 break;
+            }
+        }
+        // Slots left over go to containers still waiting on dependencies.
+        for i in self.launch_order.clone() {
+            if self.launching.len() >= self.launch_slots {
+                break;
+            }
+            if self.pending(i) {
+                if let Err(message) = self.launch(i, LaunchMode::Create) {
+                    self.container_failed(i, message).await;
+                    return;
+                }
             }
         }
         let all_started = self
@@ -269,6 +368,19 @@ impl Supervisor {
             }
         } else {
             self.persist();
+        }
+    }
+
+    /// A container could not be brought up: whatever its attempt left — the
+    /// runtime's record, the root mount — goes now, not when the task is
+    /// removed, and the task stops naming it.
+    async fn container_failed(&mut self, index: usize, message: String) {
+        let name = self.task.containers[index].name.clone();
+        self.delete_container(&name).await;
+        if self.status.phase == TaskPhase::Starting {
+            self.status.containers[index].reason =
+                Some(format!("CannotStartContainerError: {message}"));
+            self.fail_start(name, message);
         }
     }
 
@@ -355,7 +467,10 @@ impl Supervisor {
         write_etc_files(&self.dir, &self.task).map_err(|e| format!("writing /etc files: {e}"))
     }
 
-    async fn start_container(&mut self, index: usize) -> Result<(), String> {
+    /// Mounts container `index`'s root, writes its bundle, wires its output
+    /// to its log and hands it to the runtime (`run` or `create`), without
+    /// waiting: the runtime's exit comes back through the reaper.
+    fn launch(&mut self, index: usize, mode: LaunchMode) -> Result<(), String> {
         let spec = self.task.containers[index].clone();
         let cid = runtime_container_id(&self.task.id, &spec.name);
         let cdir = container_dir(&self.dir, &spec.name);
@@ -419,10 +534,12 @@ impl Supervisor {
                 .arg("--log")
                 .arg(&runtime_log)
                 .arg("--log-format")
-                .arg("json")
-                .arg("run")
-                .arg("--detach")
-                .arg("--pid-file")
+                .arg("json");
+            match mode {
+                LaunchMode::Run => cmd.args(["run", "--detach"]),
+                LaunchMode::Create => cmd.arg("create"),
+            };
+            cmd.arg("--pid-file")
                 .arg(&pid_file)
                 .arg("--bundle")
                 .arg(&bundle_dir)
@@ -435,6 +552,15 @@ impl Supervisor {
                 .map_err(|e| format!("running {}: {e}", self.task.runtime_binary.display()))?;
             child.id() as i32
         };
+        self.launching.insert(
+            runtime_pid,
+            Launch {
+                container: index,
+                mode,
+                pid_file,
+                runtime_log,
+            },
+        );
         let writer = LogWriter::open(
             &log_path(&self.dir, &spec.name),
             Rotation {
@@ -448,16 +574,85 @@ impl Supervisor {
             .push(tokio::spawn(pump(out_r, Stream::Stdout, writer.clone())));
         self.pumps
             .push(tokio::spawn(pump(err_r, Stream::Stderr, writer)));
+        Ok(())
+    }
 
-        let exit = self.reaper.wait_for(runtime_pid).await;
+    /// The runtime invocation for a container returned: it runs, waits
+    /// created for `runc start`, or failed.
+    async fn on_launched(&mut self, launch: Launch, exit: Exit) {
+        let index = launch.container;
+        let pid = if exit == Exit::Code(0) {
+            fs::read_to_string(&launch.pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+                .ok_or_else(|| {
+                    format!("runtime wrote no pid file at {}", launch.pid_file.display())
+                })
+        } else {
+            Err(runtime_error(&launch.runtime_log)
+                .unwrap_or_else(|| format!("runtime exited with {exit:?}")))
+        };
+        match pid {
+            Err(message) => {
+                self.container_failed(index, message).await;
+                return;
+            }
+            Ok(pid) if self.status.phase != TaskPhase::Starting => {
+                // The task began stopping while the runtime brought this
+                // container up: it goes at once, through the created path.
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                self.created.insert(index, pid);
+                if let Some(exit) = self.take_exit(pid) {
+                    Box::pin(self.on_child_exit(pid, exit)).await;
+                }
+                return;
+            }
+            Ok(pid) => match launch.mode {
+                LaunchMode::Run => self.mark_running(index, pid).await,
+                LaunchMode::Create => {
+                    self.created.insert(index, pid);
+                    if let Some(exit) = self.take_exit(pid) {
+                        Box::pin(self.on_child_exit(pid, exit)).await;
+                        return;
+                    }
+                }
+            },
+        }
+        self.start_ready().await;
+    }
+
+    /// Starts a container created ahead: `runc start` releases its process.
+    async fn start_created(&mut self, index: usize, pid: i32) -> Result<(), String> {
+        let name = &self.task.containers[index].name;
+        let cid = runtime_container_id(&self.task.id, name);
+        let runtime_log = container_dir(&self.dir, name)
+            .join("bundle")
+            .join("runtime.log");
+        let child = Command::new(&self.task.runtime_binary)
+            .arg("--root")
+            .arg(&self.task.runtime_root)
+            .arg("--log")
+            .arg(&runtime_log)
+            .arg("--log-format")
+            .arg("json")
+            .args(["start", &cid])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("running {}: {e}", self.task.runtime_binary.display()))?;
+        let exit = self.reaper.wait_for(child.id() as i32).await;
         if exit != Exit::Code(0) {
             return Err(runtime_error(&runtime_log)
                 .unwrap_or_else(|| format!("runtime exited with {exit:?}")));
         }
-        let pid: i32 = fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| format!("runtime wrote no pid file at {}", pid_file.display()))?;
+        self.mark_running(index, pid).await;
+        Ok(())
+    }
+
+    /// Records container `index` as running with process `pid`.
+    async fn mark_running(&mut self, index: usize, pid: i32) {
+        let health_check = self.task.containers[index].health_check.clone();
         let status = &mut self.status.containers[index];
         status.phase = ContainerPhase::Running;
         status.pid = Some(pid);
@@ -472,21 +667,44 @@ impl Supervisor {
                 // The first check runs within a second of the start, so
                 // containers waiting on this one being HEALTHY are not held
                 // for a whole interval; later ones follow the interval.
-                next_check: spec
-                    .health_check
+                next_check: health_check
                     .as_ref()
                     .map(|h| Instant::now() + h.interval.min(Duration::from_secs(1))),
                 failing: 0,
             },
         );
-        if let Some(exit) = self.reaper.take(pid) {
+        if let Some(exit) = self.take_exit(pid) {
             self.on_exit(pid, exit).await;
         }
-        Ok(())
+    }
+
+    /// A created container's process ended before it was started: killed
+    /// because the task stopped, or died on its own (then the task cannot start).
+    async fn on_created_exit(&mut self, index: usize) {
+        self.created.remove(&index);
+        if self.status.phase == TaskPhase::Starting {
+            self.container_failed(index, "its process exited before it started".to_owned())
+                .await;
+        } else {
+            let name = self.task.containers[index].name.clone();
+            self.delete_container(&name).await;
+            self.persist();
+        }
+    }
+
+    /// Tells the runtime that started the shim how the start went, once no
+    /// runtime invocation of the start is in flight any more (or it failed).
+    fn announce_when_settled(&mut self) {
+        if !self.announced
+            && (self.launching.is_empty() || self.status.phase != TaskPhase::Starting)
+        {
+            self.announce();
+        }
     }
 
     /// Tells the runtime that started us how the start went: one JSON line on stdout.
-    fn announce_ready(&self) {
+    fn announce(&mut self) {
+        self.announced = true;
         let mut out = std::io::stdout().lock();
         if let Ok(line) = serde_json::to_string(&self.status) {
             let _ = writeln!(out, "{line}");
@@ -505,7 +723,6 @@ impl Supervisor {
             .as_ref()
             .and_then(|c| c.oom_kills(&self.task.id, &spec.name).ok())
             .is_some_and(|n| n > 0);
-        self.delete_container(&spec.name).await;
         let status = &mut self.status.containers[index];
         status.phase = ContainerPhase::Stopped;
         status.pid = None;
@@ -521,7 +738,7 @@ impl Supervisor {
         match self.status.phase {
             TaskPhase::Running | TaskPhase::Starting if spec.essential => {
                 self.begin_stop(StopCause::EssentialContainerExited {
-                    container: spec.name,
+                    container: spec.name.clone(),
                 });
             }
             TaskPhase::Running if self.running.is_empty() => {
@@ -536,6 +753,9 @@ impl Supervisor {
             }
             _ => self.persist(),
         }
+        // After the containers waiting on this exit have been started: its
+        // runtime record and root are not on their path.
+        self.delete_container(&spec.name).await;
     }
 
     /// Removes the runtime's record of an exited container and unmounts its root.
@@ -567,6 +787,11 @@ impl Supervisor {
         self.status.stopping_at = Some(now());
         self.status.stop = Some(cause);
         self.signal_stoppable();
+        // Created containers never ran anything of their own: no stop signal,
+        // no timeout. Their exits come back through the reaper.
+        for &pid in self.created.values() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         for c in &mut self.status.containers {
             if c.phase == ContainerPhase::Created {
                 c.phase = ContainerPhase::Stopped;
@@ -794,6 +1019,41 @@ impl Supervisor {
         // Let the answers leave before the process exits.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Container indices in the order they are brought up: by depth in the
+/// dependency graph (a container after everything it depends on), then
+/// definition order. Unknown names count as no dependency; a cycle (refused
+/// before a task gets here) cannot make this loop forever.
+fn launch_order(containers: &[ShimContainer]) -> Vec<usize> {
+    let index: HashMap<&str, usize> = containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    let mut depth = vec![0usize; containers.len()];
+    for _ in 0..containers.len() {
+        let mut changed = false;
+        for (i, c) in containers.iter().enumerate() {
+            let deepest = c
+                .depends_on
+                .iter()
+                .filter_map(|d| index.get(d.container.as_str()))
+                .map(|&j| depth[j] + 1)
+                .max()
+                .unwrap_or(0);
+            if deepest > depth[i] {
+                depth[i] = deepest;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut order: Vec<usize> = (0..containers.len()).collect();
+    order.sort_by_key(|&i| depth[i]);
+    order
 }
 
 /// Whether a running container other than `name` depends on `name`.
