@@ -198,8 +198,31 @@ pub async fn run(args: RunTaskArgs) -> anyhow::Result<()> {
 }
 
 /// One RunTask: the call, then the probe's timestamp from the task's log
-/// (read from the data dir, so measuring costs the server nothing).
+/// (read from the data dir, so measuring costs the server nothing), then the
+/// wait for the task to read STOPPED — not in the latency, but in the wall
+/// time launches/s counts: a rate sustained is one whose teardowns keep up,
+/// not one that piles stopping tasks up until the host's capacity runs out.
 async fn launch(client: &Client, data_dir: &Path) -> anyhow::Result<f64> {
+    let (ms, arn) = launch_until_first_instruction(client, data_dir).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = client
+            .call(Service::Ecs, "DescribeTasks", json!({"tasks": [&arn]}))
+            .await?;
+        if out["tasks"][0]["lastStatus"] == "STOPPED" {
+            return Ok(ms);
+        }
+        if Instant::now() > deadline {
+            bail!("task {arn} not STOPPED within 60 s of its start");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn launch_until_first_instruction(
+    client: &Client,
+    data_dir: &Path,
+) -> anyhow::Result<(f64, String)> {
     let requested = now_ns();
     let out: Value = client
         .call(
@@ -228,7 +251,7 @@ async fn launch(client: &Client, data_dir: &Path) -> anyhow::Result<f64> {
                 .first()
                 .and_then(|r| r.log.trim().parse::<i128>().ok())
             {
-                return Ok((stamp - requested) as f64 / 1e6);
+                return Ok(((stamp - requested) as f64 / 1e6, arn.to_owned()));
             }
         }
         if Instant::now() > deadline {
