@@ -44,8 +44,20 @@ impl Server {
 
     /// A server with extra `hail server` flags.
     pub fn start_with(data_dir: &Path, host: host::HostNames, extra: &[&str]) -> Server {
-        // The port is free now; nothing else on this machine races for
-        // ephemeral loopback ports in the moment before the server binds it.
+        // A port free a moment ago can be taken before the server binds it
+        // (tests run side by side and bind ephemeral ports of their own):
+        // then the server exits saying so, and another port is tried.
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start(data_dir, host.clone(), extra) {
+                return server;
+            }
+        }
+        panic!("hail server found no free port in five tries");
+    }
+
+    /// Starts a server on a port free now; None when the port was taken
+    /// before the server could bind it.
+    fn try_start(data_dir: &Path, host: host::HostNames, extra: &[&str]) -> Option<Server> {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -76,15 +88,21 @@ impl Server {
             data_dir: data_dir.to_owned(),
             release_on_drop: true,
         };
+        // Accepting connections is not enough: another process may hold the
+        // port. The server writes its credentials before it listens, and is
+        // still running once it does.
+        let credentials = data_dir.join("credentials");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&listen).is_err() {
+        while !(credentials.exists() && TcpStream::connect(&listen).is_ok()) {
             let child = server.child.as_mut().unwrap();
             if let Some(status) = child.try_wait().unwrap() {
                 let out = server.child.take().unwrap().wait_with_output().unwrap();
-                panic!(
-                    "hail server exited with {status}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                if stderr.contains("Address already in use") {
+                    server.release_on_drop = false;
+                    return None;
+                }
+                panic!("hail server exited with {status}: {stderr}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -92,7 +110,7 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        server
+        Some(server)
     }
 
     pub fn pid(&self) -> Pid {
