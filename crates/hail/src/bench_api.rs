@@ -204,16 +204,26 @@ pub async fn run(args: RunTaskArgs) -> anyhow::Result<()> {
 /// not one that piles stopping tasks up until the host's capacity runs out.
 async fn launch(client: &Client, data_dir: &Path) -> anyhow::Result<f64> {
     let (ms, arn) = launch_until_first_instruction(client, data_dir).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    wait_until_stopped(client, &arn, Duration::from_secs(60)).await?;
+    Ok(ms)
+}
+
+/// Polls DescribeTasks until the task reads STOPPED.
+pub(crate) async fn wait_until_stopped(
+    client: &Client,
+    arn: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
     loop {
         let out = client
-            .call(Service::Ecs, "DescribeTasks", json!({"tasks": [&arn]}))
+            .call(Service::Ecs, "DescribeTasks", json!({"tasks": [arn]}))
             .await?;
         if out["tasks"][0]["lastStatus"] == "STOPPED" {
-            return Ok(ms);
+            return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("task {arn} not STOPPED within 60 s of its start");
+            bail!("task {arn} not STOPPED within {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

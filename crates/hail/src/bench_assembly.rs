@@ -18,7 +18,7 @@ use http::Method;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::bench_api::start_server;
+use crate::bench_api::{start_server, wait_until_stopped};
 use crate::bench_cmd::{now_ns, series};
 use crate::client::Client;
 
@@ -294,13 +294,7 @@ async fn launch(client: &Client, data_dir: &Path, family: &str) -> anyhow::Resul
     client
         .call(Service::Ecs, "StopTask", json!({"task": arn}))
         .await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while describe(client, &arn).await?["lastStatus"] != "STOPPED" {
-        if Instant::now() > deadline {
-            bail!("task {arn} not STOPPED 120 s after StopTask");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_stopped(client, &arn, Duration::from_secs(120)).await?;
     Ok((ms, phases))
 }
 

@@ -467,6 +467,17 @@ impl Supervisor {
         write_etc_files(&self.dir, &self.task).map_err(|e| format!("writing /etc files: {e}"))
     }
 
+    /// An invocation of the OCI runtime on Hail's state directory, logging
+    /// to `log` (JSON lines, read back for errors) when given.
+    fn runtime_command(&self, log: Option<&Path>) -> Command {
+        let mut cmd = Command::new(&self.task.runtime_binary);
+        cmd.arg("--root").arg(&self.task.runtime_root);
+        if let Some(log) = log {
+            cmd.arg("--log").arg(log).args(["--log-format", "json"]);
+        }
+        cmd
+    }
+
     /// Mounts container `index`'s root, writes its bundle, wires its output
     /// to its log and hands it to the runtime (`run` or `create`), without
     /// waiting: the runtime's exit comes back through the reaper.
@@ -528,13 +539,7 @@ impl Supervisor {
             // The command owns the write ends; dropping it at the end of this
             // block leaves the container as their only holder, so EOF on the
             // read ends means the container's output is complete.
-            let mut cmd = Command::new(&self.task.runtime_binary);
-            cmd.arg("--root")
-                .arg(&self.task.runtime_root)
-                .arg("--log")
-                .arg(&runtime_log)
-                .arg("--log-format")
-                .arg("json");
+            let mut cmd = self.runtime_command(Some(&runtime_log));
             match mode {
                 LaunchMode::Run => cmd.args(["run", "--detach"]),
                 LaunchMode::Create => cmd.arg("create"),
@@ -589,8 +594,7 @@ impl Supervisor {
                     format!("runtime wrote no pid file at {}", launch.pid_file.display())
                 })
         } else {
-            Err(runtime_error(&launch.runtime_log)
-                .unwrap_or_else(|| format!("runtime exited with {exit:?}")))
+            Err(runtime_failure(&launch.runtime_log, exit))
         };
         match pid {
             Err(message) => {
@@ -628,13 +632,8 @@ impl Supervisor {
         let runtime_log = container_dir(&self.dir, name)
             .join("bundle")
             .join("runtime.log");
-        let child = Command::new(&self.task.runtime_binary)
-            .arg("--root")
-            .arg(&self.task.runtime_root)
-            .arg("--log")
-            .arg(&runtime_log)
-            .arg("--log-format")
-            .arg("json")
+        let child = self
+            .runtime_command(Some(&runtime_log))
             .args(["start", &cid])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -643,8 +642,7 @@ impl Supervisor {
             .map_err(|e| format!("running {}: {e}", self.task.runtime_binary.display()))?;
         let exit = self.reaper.wait_for(child.id() as i32).await;
         if exit != Exit::Code(0) {
-            return Err(runtime_error(&runtime_log)
-                .unwrap_or_else(|| format!("runtime exited with {exit:?}")));
+            return Err(runtime_failure(&runtime_log, exit));
         }
         self.mark_running(index, pid).await;
         Ok(())
@@ -761,9 +759,8 @@ impl Supervisor {
     /// Removes the runtime's record of an exited container and unmounts its root.
     async fn delete_container(&mut self, name: &str) {
         let cid = runtime_container_id(&self.task.id, name);
-        let spawned = Command::new(&self.task.runtime_binary)
-            .arg("--root")
-            .arg(&self.task.runtime_root)
+        let spawned = self
+            .runtime_command(None)
             .args(["delete", "--force", &cid])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -877,9 +874,8 @@ impl Supervisor {
                 r.next_check = Some(now + check.interval);
             }
             let cid = runtime_container_id(&self.task.id, &self.task.containers[index].name);
-            let spawned = Command::new(&self.task.runtime_binary)
-                .arg("--root")
-                .arg(&self.task.runtime_root)
+            let spawned = self
+                .runtime_command(None)
                 .args(["exec", &cid])
                 .args(&check.args)
                 .stdin(Stdio::null())
@@ -1140,6 +1136,11 @@ async fn pump(fd: OwnedFd, stream: Stream, writer: Arc<Mutex<LogWriter>>) {
         let _ = w.append(stream, line, at);
     });
     let _ = w.sync();
+}
+
+/// Why a runtime invocation failed: the error it logged, or how it exited.
+fn runtime_failure(log: &Path, exit: Exit) -> String {
+    runtime_error(log).unwrap_or_else(|| format!("runtime exited with {exit:?}"))
 }
 
 /// The last error the OCI runtime logged (runc's `--log-format json`).
