@@ -23,6 +23,7 @@ use crate::image::{Image, ImageError};
 use crate::logs::Rotation;
 use crate::network::{NetworkConfig, NetworkError, Networks, TaskNetwork};
 use crate::overlay;
+use crate::shim::spare::SpareShims;
 use crate::shim::{
     self, runtime_container_id, ShimClient, ShimContainer, ShimRequest, ShimResponse, ShimTask,
     SHIM_LOG_FILE, SOCKET_FILE, STATE_FILE, TASK_FILE, TASK_FILE_VERSION,
@@ -84,6 +85,8 @@ pub struct RuntimeConfig {
     /// Whether tasks may mount directories of the host (off by default: a
     /// host volume reaches outside the task's sandbox).
     pub allow_host_volumes: bool,
+    /// Shims kept started ahead of tasks (see [`crate::shim::spare`]).
+    pub spare_shims: usize,
 }
 
 impl RuntimeConfig {
@@ -97,6 +100,7 @@ impl RuntimeConfig {
             log_rotation: Rotation::default(),
             default_pids_limit: 4096,
             allow_host_volumes: false,
+            spare_shims: 2,
             data_dir,
         }
     }
@@ -119,6 +123,7 @@ pub struct Runtime {
     networks: Networks,
     tasks_dir: PathBuf,
     runtime_root: PathBuf,
+    spare_shims: Arc<SpareShims>,
 }
 
 fn now() -> String {
@@ -135,7 +140,11 @@ impl Runtime {
         }
         let images = Arc::new(ImageStore::open(&config.data_dir)?);
         let networks = Networks::open(config.network.clone()).await?;
+        // Spares are made after the first start, so that a process that
+        // never starts a task never has any.
+        let spare_shims = SpareShims::new(config.shim_binary.clone(), config.spare_shims);
         Ok(Self {
+            spare_shims,
             config,
             images,
             networks,
@@ -154,6 +163,11 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// Process ids of the shims started ahead and waiting for a task.
+    pub fn spare_shim_pids(&self) -> Vec<u32> {
+        self.spare_shims.pids()
     }
 
     pub fn task_dir(&self, id: &str) -> PathBuf {
@@ -258,24 +272,22 @@ impl Runtime {
         let task_file = dir.join(TASK_FILE);
         durable::replace_json(&task_file, &task).map_err(io_err(&task_file))?;
         let shim_log_path = dir.join(SHIM_LOG_FILE);
-        let shim_log = fs::File::create(&shim_log_path).map_err(io_err(&shim_log_path))?;
-        let mut child = Command::new(&self.config.shim_binary)
-            .arg("shim")
-            .arg("--task-dir")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(shim_log))
-            .spawn()
-            .map_err(|e| RuntimeError::ShimFailed {
-                task: spec.id.clone(),
-                message: format!("spawning {}: {e}", self.config.shim_binary.display()),
-            })?;
-        let stdout = child.stdout.take().expect("stdout is piped");
+        fs::File::create(&shim_log_path).map_err(io_err(&shim_log_path))?;
+        let stdout =
+            self.spare_shims
+                .hand_over(dir)
+                .await
+                .map_err(|e| RuntimeError::ShimFailed {
+                    task: spec.id.clone(),
+                    message: format!("starting {}: {e}", self.config.shim_binary.display()),
+                })?;
         let mut line = String::new();
         let read = BufReader::new(stdout).read_line(&mut line).await;
-        // The shim lives on in its own session; it is reaped by tokio when it exits.
-        drop(child);
+        // What the next start takes ahead (a shim, a network namespace) is
+        // made now that this start is over, not while it ran.
+        let spares = self.spare_shims.clone();
+        tokio::task::spawn_blocking(move || spares.replenish());
+        self.networks.replenish_pool();
         match read {
             Ok(n) if n > 0 => serde_json::from_str(&line).map_err(|e| RuntimeError::ShimFailed {
                 task: spec.id.clone(),

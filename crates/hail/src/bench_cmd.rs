@@ -160,6 +160,8 @@ async fn start_latency(args: StartArgs) -> anyhow::Result<()> {
         )
         .await?,
     );
+    // The namespaces left in the pool would otherwise outlive the bench.
+    runtime.networks().drain_pool().await?;
     // The floor: runc alone on a prepared bundle (its own empty network
     // namespace, no image resolution, no supervision, no logs).
     let bundle = prepare_runc_bundle(&args.work_dir, &rootfs_tar)?;

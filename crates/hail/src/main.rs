@@ -112,12 +112,10 @@ enum Command {
     /// Drive the container runtime directly (no server).
     #[command(subcommand)]
     Runtime(Box<runtime_cmd::RuntimeCommand>),
-    /// Supervise one task (started by the runtime, not by people).
+    /// Supervise one task, whose directory arrives on stdin (started by the
+    /// runtime, not by people).
     #[command(hide = true)]
-    Shim {
-        #[arg(long)]
-        task_dir: PathBuf,
-    },
+    Shim,
     /// ECS clusters on a running server.
     Cluster {
         #[command(flatten)]
@@ -224,8 +222,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         // The shim builds its own single-threaded event loop: it must stay small.
-        Command::Shim { task_dir } => {
-            hail_runtime::shim::main(&task_dir)?;
+        Command::Shim => {
+            hail_runtime::shim::main()?;
             Ok(())
         }
         Command::Server(args) => {

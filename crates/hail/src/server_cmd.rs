@@ -295,8 +295,9 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
 
     // The task endpoint serves the metadata and credentials paths, and the
     // same APIs as the edge port for everything else.
-    let metadata =
-        Arc::new(TaskMetadataService::new(store, runtime).with_identity(identity.as_ref().clone()));
+    let metadata = Arc::new(
+        TaskMetadataService::new(store, runtime.clone()).with_identity(identity.as_ref().clone()),
+    );
     let task_api = api.clone();
     let task_router = axum::Router::new().fallback(move |request: axum::extract::Request| {
         let metadata = metadata.clone();
@@ -341,6 +342,11 @@ pub async fn serve(data_dir: &Path, host: &HostArgs, args: ServerArgs) -> anyhow
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serve the API")?;
+    // Running tasks stay with their shims; namespaces waiting for a task
+    // would only wait for the next start, which makes its own pool.
+    if let Err(e) = runtime.networks().drain_pool().await {
+        tracing::warn!("emptying the network pool: {e}");
+    }
     tracing::info!("stopped");
     Ok(())
 }

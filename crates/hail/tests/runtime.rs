@@ -426,3 +426,68 @@ async fn image_config_gives_defaults_and_the_task_overrides_them() {
     assert_eq!(out, "entrypoint-only\n");
     h.teardown().await;
 }
+
+/// Whether process `pid` has exited (gone, or a zombie not reaped yet).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spare_shims_take_the_next_tasks_and_leave_with_the_runtime() {
+    if !containers_available() {
+        return;
+    }
+    let h = Harness::new("spares").await;
+    assert!(
+        h.runtime.spare_shim_pids().is_empty(),
+        "a runtime that has started nothing keeps no spare"
+    );
+    let first = h.task(vec![sh("main", "echo one")]);
+    h.runtime.start_task(&first).await.unwrap();
+    h.runtime.wait(&first.id).await.unwrap();
+
+    // Spares are made once the first start is over.
+    let wanted = h.config.spare_shims;
+    assert!(wanted > 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while h.runtime.spare_shim_pids().len() < wanted {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spares never made: {:?}",
+            h.runtime.spare_shim_pids()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let spares = h.runtime.spare_shim_pids();
+
+    let second = h.task(vec![sh("main", "echo two")]);
+    let started = h.runtime.start_task(&second).await.unwrap();
+    let shim = started.shim_pid.expect("the shim reports its pid") as u32;
+    assert!(
+        spares.contains(&shim),
+        "task supervised by shim {shim}, not one of the spares {spares:?}"
+    );
+    let status = h.runtime.wait(&second.id).await.unwrap();
+    assert_eq!(status.exit_code(), Some(0));
+    assert_eq!(h.stdout(&second.id, "main"), "two\n");
+    let shim_log = h.runtime.task_dir(&second.id).join("shim.log");
+    assert!(shim_log.exists(), "a spare writes to its task's shim log");
+
+    // The spares still waiting leave when the runtime goes.
+    let waiting: Vec<u32> = spares.into_iter().filter(|p| *p != shim).collect();
+    assert!(!waiting.is_empty());
+    h.teardown().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !waiting.iter().all(|p| exited(*p)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spares {waiting:?} outlived their runtime"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

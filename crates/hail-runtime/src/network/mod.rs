@@ -185,6 +185,8 @@ struct Inner {
     ops: RwLock<()>,
     refill: Arc<Notify>,
     closed: AtomicBool,
+    /// No more refills: set by [`Networks::drain_pool`] and by teardown.
+    pool_closed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -273,6 +275,7 @@ impl Networks {
             ops: RwLock::new(()),
             refill: Arc::new(Notify::new()),
             closed: AtomicBool::new(false),
+            pool_closed: AtomicBool::new(false),
             config,
         });
         if inner.config.pool_size > 0 {
@@ -289,6 +292,11 @@ impl Networks {
     /// The gateway address (first host address of the subnet, on the bridge).
     pub fn gateway(&self) -> Ipv4Addr {
         self.inner.gateway
+    }
+
+    /// Tops the pool up: for when a task's start is over (see [`Networks::attach`]).
+    pub fn replenish_pool(&self) {
+        self.inner.refill.notify_one();
     }
 
     /// How many ready namespaces wait in the pool now.
@@ -311,11 +319,17 @@ impl Networks {
                 lease.task_id = Some(task_id.to_owned());
                 lease.pool_owner = None;
                 state.tasks.insert(task_id.to_owned(), lease.clone());
-                lease
+                (lease, state.pool.len())
             })
         };
-        if let Some(lease) = pooled {
-            inner.refill.notify_one();
+        if let Some((lease, left)) = pooled {
+            // Refilled now only when running low; otherwise when the task's
+            // start is over (`replenish_pool`): making a namespace costs about
+            // what a container start does, and on a small host the two would
+            // share the CPU.
+            if left <= inner.config.pool_size / 2 {
+                inner.refill.notify_one();
+            }
             // Not fsynced and small, so done inline: see `ipam` for why a
             // write visible in the page cache is durable enough here.
             if let Err(e) = inner.leases.hand_over(&lease) {
@@ -421,6 +435,23 @@ impl Networks {
         Ok(removed)
     }
 
+    /// Destroys the namespaces waiting in the pool and stops refilling it;
+    /// the bridge, NAT and attached tasks are left alone and later attaches
+    /// create their namespace on the spot. For a graceful shutdown: no
+    /// namespace is left waiting for a task while no Hail runs.
+    pub async fn drain_pool(&self) -> Result<(), NetworkError> {
+        let inner = &self.inner;
+        inner.pool_closed.store(true, Ordering::SeqCst);
+        inner.refill.notify_one();
+        // Waits for a creation in flight, which then lands in the pool.
+        let _op = inner.ops.write().await;
+        let pooled: Vec<Lease> = inner.lock_state().pool.drain(..).collect();
+        for lease in pooled {
+            inner.destroy(&lease).await?;
+        }
+        Ok(())
+    }
+
     /// Removes the bridge and Hail's iptables chains, after emptying the pool
     /// (pooled namespaces are useless without the bridge). Tasks still
     /// attached keep their namespaces until released. The instance accepts
@@ -428,6 +459,7 @@ impl Networks {
     pub async fn teardown_host(&self) -> Result<(), NetworkError> {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::SeqCst);
+        inner.pool_closed.store(true, Ordering::SeqCst);
         inner.refill.notify_one();
         // Waits for a creation in flight, which then lands in the pool.
         let _op = inner.ops.write().await;
@@ -607,12 +639,12 @@ impl Inner {
 async fn fill_pool(weak: Weak<Inner>, refill: Arc<Notify>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        if inner.closed.load(Ordering::SeqCst) {
+        if inner.pool_closed.load(Ordering::SeqCst) {
             return;
         }
         let made = {
             let _op = inner.ops.read().await;
-            if inner.closed.load(Ordering::SeqCst) {
+            if inner.pool_closed.load(Ordering::SeqCst) {
                 return;
             }
             if inner.lock_state().pool.len() >= inner.config.pool_size {

@@ -22,6 +22,7 @@
 
 mod protocol;
 mod reaper;
+pub(crate) mod spare;
 mod supervisor;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use protocol::{ShimClient, ShimRequest, ShimResponse};
-pub use supervisor::run as main;
+pub use supervisor::main;
 
 use crate::network::TaskNetwork;
 use crate::spec::Ulimit;

@@ -24,8 +24,8 @@ use tokio::time::Instant;
 use super::protocol::{ShimRequest, ShimResponse};
 use super::reaper::{Exit, Reaper};
 use super::{
-    container_dir, log_path, runtime_container_id, ShimContainer, ShimTask, SOCKET_FILE,
-    STATE_FILE, TASK_FILE,
+    container_dir, log_path, runtime_container_id, ShimContainer, ShimTask, SHIM_LOG_FILE,
+    SOCKET_FILE, STATE_FILE, TASK_FILE,
 };
 use crate::bundle::{self, BindMount, BundleSpec, ContainerResources};
 use crate::cgroup::{Cgroups, TaskLimits};
@@ -58,8 +58,44 @@ pub enum ShimError {
     },
 }
 
-/// Entry point of `hail shim --task-dir DIR`. Returns when the task has stopped.
-pub fn run(task_dir: &Path) -> Result<(), ShimError> {
+/// Entry point of `hail shim`: a shim is started before it has a task (see
+/// [`super::spare`]) and waits for one line on stdin, the directory of the task
+/// it is to supervise. End of input without a line means the runtime that
+/// started it no longer needs it: it exits at once. Returns when the task has
+/// stopped.
+pub fn main() -> Result<(), ShimError> {
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    let task_dir = match read {
+        Ok(n) if n > 0 && line.ends_with('\n') => PathBuf::from(line.trim_end_matches('\n')),
+        // No task, or a half line from a runtime that died while writing it.
+        _ => return Ok(()),
+    };
+    // Diagnostics go to the task's shim log from here on, and the runtime's
+    // pipe is let go: the task outlives the runtime that handed it over.
+    let io = |what| {
+        let dir = task_dir.clone();
+        move |source| ShimError::Io { dir, what, source }
+    };
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(task_dir.join(SHIM_LOG_FILE))
+        .map_err(io("opening the shim log"))?;
+    let null = fs::File::open("/dev/null").map_err(io("opening /dev/null"))?;
+    nix::unistd::dup2_stderr(&log).map_err(|source| ShimError::Sys {
+        what: "sending diagnostics to the shim log",
+        source,
+    })?;
+    nix::unistd::dup2_stdin(&null).map_err(|source| ShimError::Sys {
+        what: "letting the hand-over pipe go",
+        source,
+    })?;
+    run(&task_dir)
+}
+
+/// Supervises the task in `task_dir`. Returns when the task has stopped.
+fn run(task_dir: &Path) -> Result<(), ShimError> {
     // A session of its own: signals aimed at the server's process group
     // (a Ctrl-C, a service manager stopping it) must not reach the task.
     let _ = nix::unistd::setsid();
