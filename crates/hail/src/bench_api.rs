@@ -36,13 +36,26 @@ pub struct RunTaskArgs {
 const IMAGE: &str = "hail.bench/stamp:latest";
 const FAMILY: &str = "bench-probe";
 
-/// The server under test, killed when the benchmark ends.
+/// The server under test, stopped when the benchmark ends.
 pub(crate) struct BenchServer {
     child: Child,
 }
 
 impl Drop for BenchServer {
+    /// A graceful stop (SIGTERM), so that the server empties its namespace
+    /// pool as it would on any shutdown; SIGKILL if it has not exited in 10 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -267,6 +280,9 @@ async fn launch_until_first_instruction(
         if Instant::now() > deadline {
             bail!("task {id} printed no timestamp within 30 s");
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        // The latency is the probe's own timestamp, so how soon it is read
+        // does not change it; reading less often leaves the CPU to the
+        // launches under test.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -459,14 +459,7 @@ impl Networks {
     pub async fn teardown_host(&self) -> Result<(), NetworkError> {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::SeqCst);
-        inner.pool_closed.store(true, Ordering::SeqCst);
-        inner.refill.notify_one();
-        // Waits for a creation in flight, which then lands in the pool.
-        let _op = inner.ops.write().await;
-        let pooled: Vec<Lease> = inner.lock_state().pool.drain(..).collect();
-        for lease in pooled {
-            inner.destroy(&lease).await?;
-        }
+        self.drain_pool().await?;
         bridge::delete_link(&inner.host, &inner.config.bridge).await?;
         nat::uninstall(&inner.config.bridge).await
     }

@@ -64,6 +64,8 @@ pub enum ShimError {
 /// started it no longer needs it: it exits at once. Returns when the task has
 /// stopped.
 pub fn main() -> Result<(), ShimError> {
+    // Named apart from the server in `top`, `ps -o comm` and profiles.
+    let _ = nix::sys::prctl::set_name(c"hail-shim");
     let mut line = String::new();
     let read = std::io::stdin().read_line(&mut line);
     let task_dir = match read {
