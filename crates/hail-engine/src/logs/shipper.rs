@@ -152,11 +152,17 @@ impl LogShipper {
             .unwrap_or_else(|p| p.into_inner())
             .remove(task_id)
             .unwrap_or_default();
+        // All containers drain at once: one whose router is gone must not
+        // hold the others up.
+        let mut waits = Vec::new();
         for follow in follows {
             let (done, wait) = oneshot::channel();
             if follow.commands.send(Command::Drain(done)).is_ok() {
-                let _ = wait.await;
+                waits.push(wait);
             }
+        }
+        for wait in waits {
+            let _ = wait.await;
         }
     }
 
@@ -214,7 +220,22 @@ async fn run_follower(
         let give_up_at = tokio::time::Instant::now() + ROUTER_DRAIN_WAIT;
         // Ship until the file has nothing more; a drain must leave nothing behind.
         loop {
-            match ship_once(&store, &source, cursor, forwarder.as_mut()).await {
+            let shipped = ship_once(&store, &source, cursor, forwarder.as_mut());
+            // While draining, a router that no longer answers gets the
+            // drain's wait in all, not a full timeout per attempt.
+            let shipped = match (&drain, &source.sink) {
+                (Some(_), ShipSink::Firelens(_)) => {
+                    match tokio::time::timeout_at(give_up_at, shipped).await {
+                        Ok(result) => result,
+                        Err(_) => Err(ShipError::Router(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the log router did not take the task's last output in time",
+                        ))),
+                    }
+                }
+                _ => shipped.await,
+            };
+            match shipped {
                 Ok((next, more)) => {
                     cursor = next;
                     router_failing = false;
@@ -603,6 +624,63 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(cursor, ShipCursor::default());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_router_that_never_answers_holds_a_drain_for_one_wait_in_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("state.db")).unwrap();
+        // A router that takes connections and bytes but never acknowledges.
+        let router = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = router.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = router.accept().await {
+                held.push(stream);
+            }
+        });
+        let shipper = LogShipper::new(store.clone());
+        for container in ["app", "sidecar"] {
+            let path = dir
+                .path()
+                .join("tasks")
+                .join(TASK)
+                .join("logs")
+                .join(format!("{container}.log"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let mut writer = LogWriter::open(&path, Rotation::default()).unwrap();
+            writer
+                .append(Stream::Stdout, b"last words\n", Utc::now())
+                .unwrap();
+            shipper.follow(ShipSource {
+                task_id: TASK.into(),
+                container: container.into(),
+                path,
+                sink: ShipSink::Firelens(FirelensRoute {
+                    router: address,
+                    tag: FirelensRoute::tag_for(container, TASK),
+                    fields: Vec::new(),
+                }),
+            });
+        }
+        let started = std::time::Instant::now();
+        shipper.drain(TASK).await;
+        let took = started.elapsed();
+        // Each container alone would wait a full router timeout per attempt;
+        // the drain gives up after its own wait, for both at once.
+        assert!(
+            took < ROUTER_DRAIN_WAIT + Duration::from_millis(1500),
+            "draining took {took:?}"
+        );
+        let cursor = store
+            .read(|conn| store_logs::get_cursor(conn, TASK, "app"))
+            .await
+            .unwrap();
+        assert_eq!(
+            cursor,
+            ShipCursor::default(),
+            "nothing the router did not take is marked shipped"
+        );
     }
 
     #[test]
