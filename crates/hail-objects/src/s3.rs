@@ -294,6 +294,26 @@ struct ListPage {
     truncated: bool,
 }
 
+impl ListPage {
+    /// The page's objects as S3 lists them, keys URL-encoded if asked.
+    fn listed_objects(&self, encode: bool) -> Vec<Object> {
+        self.contents
+            .iter()
+            .map(|r| listed_object(r, encode))
+            .collect()
+    }
+
+    /// The page's common prefixes, URL-encoded if asked.
+    fn common_prefixes(&self, encode: bool) -> Vec<CommonPrefix> {
+        self.prefixes
+            .iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(if encode { url_encode_key(p) } else { p.clone() }),
+            })
+            .collect()
+    }
+}
+
 fn encode_token(after: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after.as_bytes())
 }
@@ -839,20 +859,8 @@ impl S3 for ObjectStore {
                 .flatten(),
             start_after: input.start_after.map(enc),
             encoding_type: input.encoding_type,
-            contents: Some(
-                page.contents
-                    .iter()
-                    .map(|r| listed_object(r, encode))
-                    .collect(),
-            ),
-            common_prefixes: Some(
-                page.prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix {
-                        prefix: Some(enc(p)),
-                    })
-                    .collect(),
-            ),
+            contents: Some(page.listed_objects(encode)),
+            common_prefixes: Some(page.common_prefixes(encode)),
             ..Default::default()
         }))
     }
@@ -889,20 +897,8 @@ impl S3 for ObjectStore {
                 .flatten()
                 .map(enc),
             encoding_type: input.encoding_type,
-            contents: Some(
-                page.contents
-                    .iter()
-                    .map(|r| listed_object(r, encode))
-                    .collect(),
-            ),
-            common_prefixes: Some(
-                page.prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix {
-                        prefix: Some(enc(p)),
-                    })
-                    .collect(),
-            ),
+            contents: Some(page.listed_objects(encode)),
+            common_prefixes: Some(page.common_prefixes(encode)),
             ..Default::default()
         }))
     }
