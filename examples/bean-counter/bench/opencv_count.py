@@ -6,8 +6,11 @@ src/coins.rs): decode, shrink to 1024 pixels on the long side, estimate the
 table from a grid of cells grown from the most common colour, divide by it,
 Otsu's threshold on the contrast, fill holes, open, propose circles (bounding
 boxes and distance-transform maxima), fit each coin's edge in 72 directions
-with an asymmetric robust circle fit, split copper from silver by redness,
-calibrate on the largest silver coins, classify by nearest diameter.
+(in the shadowless contrast for a coin that stands out in it) with an
+asymmetric robust circle fit, split copper from silver by redness,
+calibrate on the largest silver coins, classify by nearest diameter, then
+fit a scale that varies across the picture and relabel the silver coins
+one at a time while that lowers its cost.
 
 Usage: opencv_count.py [--repeat N] [--json] PHOTO
 Prints the total (and with --repeat, the time of each run of decode + count,
@@ -34,6 +37,9 @@ SMALLEST_RATIO = 0.62
 QUARTER_GROUP = 0.05
 COPPER_GAP = 0.15
 COPPER_OVER_SILVER = 0.2
+SHADOWLESS_SHARE = 0.4
+TILT_DAMPING = 0.03
+SILVER = ("dime", "nickel", "quarter")
 DIAMETERS = {"dime": 17.91, "penny": 19.05, "nickel": 21.21, "quarter": 24.26}
 CENTS = {"penny": 1, "nickel": 5, "dime": 10, "quarter": 25}
 
@@ -166,22 +172,29 @@ ANGLES = np.arange(SECTORS) * 2 * np.pi / SECTORS
 COS, SIN = np.cos(ANGLES), np.sin(ANGLES)
 
 
-def edge_points(contrast, c):
+def profiles(plane, rho, c, r):
+    cx, cy = c[0], c[1]
+    xs = (cx + rho[None, :] * COS[:, None]).astype(np.float32)
+    ys = (cy + rho[None, :] * SIN[:, None]).astype(np.float32)
+    prof = cv2.remap(plane, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    rim = prof[:, (rho >= 0.75 * r) & (rho <= 0.92 * r)]
+    tab = prof[:, rho >= (OUTER - 0.1) * r + 2.0]
+    return prof, np.sort(rim.ravel())[rim.size // 2], np.sort(tab.ravel())[tab.size // 2]
+
+
+def edge_points(contrast, shadowless, c):
     cx, cy, r = c
     step = 0.5
     inner, outer = 0.6 * r, OUTER * r + 3.0
     rho = inner + np.arange(int((outer - inner) / step) + 1) * step
     if len(rho) < 8:
         return None
-    xs = (cx + rho[None, :] * COS[:, None]).astype(np.float32)
-    ys = (cy + rho[None, :] * SIN[:, None]).astype(np.float32)
-    prof = cv2.remap(contrast, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    rim = prof[:, (rho >= 0.75 * r) & (rho <= 0.92 * r)]
-    tab = prof[:, rho >= (OUTER - 0.1) * r + 2.0]
-    rim_level = np.sort(rim.ravel())[rim.size // 2]
-    table_level = np.sort(tab.ravel())[tab.size // 2]
+    prof, rim_level, table_level = profiles(contrast, rho, c, r)
     if rim_level <= table_level:
         return None
+    s_prof, s_rim, s_table = profiles(shadowless, rho, c, r)
+    if s_rim - s_table >= SHADOWLESS_SHARE * (rim_level - table_level):
+        prof, rim_level, table_level = s_prof, s_rim, s_table
     half = table_level + 0.5 * (rim_level - table_level)
     points = []
     for s in range(SECTORS):
@@ -237,11 +250,11 @@ def robust_fit(pts):
     return c, len(kept)
 
 
-def refine(contrast, rough):
+def refine(contrast, shadowless, rough):
     c = rough
     support = 0.0
     for _ in range(2):
-        pts = edge_points(contrast, c)
+        pts = edge_points(contrast, shadowless, c)
         if pts is None:
             return None
         fitted = robust_fit(pts)
@@ -277,6 +290,10 @@ def find_blobs(rgb):
     t = table(rgb)
     ratio = rgb / t
     contrast = np.sqrt(((1.0 - ratio) ** 2).mean(axis=2)).astype(np.float32)
+    mean = ratio.mean(axis=2)
+    colour = ((ratio / np.maximum(mean, 1e-3)[..., None] - 1.0) ** 2).mean(axis=2)
+    brighter = np.maximum(mean - 1.0, 0.0)
+    shadowless = np.where(mean > 1e-3, np.sqrt(colour + brighter ** 2), 0.0).astype(np.float32)
     gray = np.clip(contrast * CONTRAST_SCALE, 0, 255).astype(np.uint8)
     otsu, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     threshold = max(otsu / CONTRAST_SCALE, MIN_CONTRAST)
@@ -286,7 +303,7 @@ def find_blobs(rgb):
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     blobs = []
     for rough in propose(mask):
-        got = refine(contrast, rough)
+        got = refine(contrast, shadowless, rough)
         if got is None:
             continue
         c, support = got
@@ -317,6 +334,25 @@ def copper_split(blobs):
     return [b[2] >= threshold for b in blobs]
 
 
+def fit_scale(silver, labels, size):
+    """ln(px per mm) = level + slope . (position - origin) / size, fitted to
+    the silver coins as labelled with ridge TILT_DAMPING on the slopes;
+    returns the scale as a function and its cost."""
+    x = np.array([b[0][0] for b in silver])
+    y = np.array([b[0][1] for b in silver])
+    e = np.log(np.array([2 * b[0][2] / DIAMETERS[k] for b, k in zip(silver, labels)]))
+    origin = (x.mean(), y.mean())
+    u, v = (x - origin[0]) / size, (y - origin[1]) / size
+    level = e.mean()
+    e = e - level
+    uu, uv, vv = (u * u).sum() + TILT_DAMPING, (u * v).sum(), (v * v).sum() + TILT_DAMPING
+    ue, ve = (u * e).sum(), (v * e).sum()
+    det = uu * vv - uv * uv
+    a, b = (ue * vv - ve * uv) / det, (ve * uu - ue * uv) / det
+    cost = ((e - a * u - b * v) ** 2).sum() + TILT_DAMPING * (a * a + b * b)
+    return (lambda px, py: np.exp(level + a * (px - origin[0]) / size + b * (py - origin[1]) / size)), cost
+
+
 def count(data):
     rgb = decode(data)
     blobs = find_blobs(rgb)
@@ -329,13 +365,27 @@ def count(data):
         raise ValueError("no quarter found: the largest coin is copper")
     quarter_r = sum(quarters) / len(quarters)
     mm_per_px = DIAMETERS["quarter"] / (2 * quarter_r)
-    coins = []
-    for b, cu in zip(blobs, copper):
-        if b[0][2] / quarter_r < SMALLEST_RATIO:
-            continue
-        d = 2 * b[0][2] * mm_per_px
-        kind = "penny" if cu else min(("dime", "nickel", "quarter"), key=lambda k: abs(DIAMETERS[k] - d))
-        coins.append(kind)
+    found = [(b, cu) for b, cu in zip(blobs, copper) if b[0][2] / quarter_r >= SMALLEST_RATIO]
+    silver = [b for b, cu in found if not cu]
+    labels = [min(SILVER, key=lambda k: abs(DIAMETERS[k] - 2 * b[0][2] * mm_per_px)) for b in silver]
+    # The largest silver coin (first: the blobs are largest first) anchors
+    # the scale as a quarter; the others change label one at a time.
+    size = max(rgb.shape[:2])
+    _, cost = fit_scale(silver, labels, size)
+    for _ in range(4 * len(silver)):
+        best = None
+        for i in range(1, len(silver)):
+            for kind in SILVER:
+                if kind == labels[i]:
+                    continue
+                trial = labels[:i] + [kind] + labels[i + 1:]
+                _, c = fit_scale(silver, trial, size)
+                if c < (best[0] if best else cost):
+                    best = (c, trial)
+        if best is None:
+            break
+        cost, labels = best
+    coins = ["penny"] * sum(1 for _, cu in found if cu) + labels
     return sum(CENTS[k] for k in coins), coins
 
 

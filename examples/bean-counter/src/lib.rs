@@ -38,7 +38,7 @@ pub fn count(bytes: &[u8]) -> Result<Count, CountError> {
 /// Counts the coins in a decoded work picture.
 pub fn count_image(rgb: &image::RgbImage, original_size: (u32, u32)) -> Result<Count, CountError> {
     let detection = detect::find_blobs(rgb);
-    let coins = coins::classify(&detection.blobs)?;
+    let coins = coins::classify(&detection.blobs, rgb.dimensions())?;
     let total_cents = coins.iter().map(|c| c.denomination.cents()).sum();
     Ok(Count {
         coins,

@@ -4,13 +4,6 @@ mod common;
 
 use common::{coins_dir, PHOTOS};
 
-/// Photos this method gets wrong, and why (see the README's accuracy
-/// table). For them the test checks that every coin is found.
-const KNOWN_MISSES: [(&str, &str); 1] = [(
-    "agupta231_Change-Counter_test_image.jpg",
-    "dark shadows on wood make some coins measure larger than they are",
-)];
-
 #[test]
 fn every_photo_counts_to_its_true_total() {
     let Some(dir) = coins_dir() else { return };
@@ -29,18 +22,6 @@ fn every_photo_counts_to_its_true_total() {
             "{}: {} cents (true {}), {counted:?}",
             photo.file, count.total_cents, photo.cents
         );
-        if let Some((_, why)) = KNOWN_MISSES.iter().find(|(f, _)| *f == photo.file) {
-            eprintln!("  known miss: {why}");
-            if count.coins.len() != photo.coins {
-                failures.push(format!(
-                    "{}: found {} coins, not {}",
-                    photo.file,
-                    count.coins.len(),
-                    photo.coins
-                ));
-            }
-            continue;
-        }
         if count.total_cents != photo.cents || count.coins.len() != photo.coins {
             failures.push(format!(
                 "{}: {} cents in {} coins, not {} cents in {} coins",
