@@ -5,8 +5,7 @@
 
 mod server_support;
 
-#[path = "../../hail-runtime/tests/common/mod.rs"]
-mod images;
+use server_support::images;
 
 use std::io::Write as _;
 use std::path::Path;

@@ -4,8 +4,7 @@
 
 mod server_support;
 
-#[path = "../../hail-runtime/tests/common/mod.rs"]
-mod images;
+use server_support::images;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
-use server_support::{aws, common, hail_env, Server, HAIL};
+use server_support::{aws, common, hail_env, Server};
 
 /// Acknowledged RunTask calls before the server is killed.
 const ACKS_BEFORE_KILL: usize = 12;
@@ -69,16 +68,7 @@ fn a_killed_server_loses_no_acknowledged_task() {
     let data_dir = tmp.path().join("data");
     let server = Server::start(&data_dir);
     let env = hail_env(&data_dir, &server.endpoint);
-    let tar = tmp.path().join("busybox.tar");
-    images::write_busybox_rootfs_tar(&tar);
-    let imported = std::process::Command::new(HAIL)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .args(["image", "import", "hail.test/busybox:latest"])
-        .arg(&tar)
-        .output()
-        .unwrap();
-    assert!(imported.status.success());
+    server_support::import_busybox(&data_dir, "hail.test/busybox:latest");
     aws(
         &env,
         &["ecs", "create-cluster", "--cluster-name", "default"],

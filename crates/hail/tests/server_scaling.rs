@@ -11,8 +11,7 @@
 
 mod server_support;
 
-#[path = "../../hail-runtime/tests/common/mod.rs"]
-mod images;
+use server_support::images;
 #[path = "server_support/services.rs"]
 mod services;
 

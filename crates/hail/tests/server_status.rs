@@ -7,8 +7,7 @@
 
 mod server_support;
 
-#[path = "../../hail-runtime/tests/common/mod.rs"]
-mod images;
+use server_support::images;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,20 +33,7 @@ impl Stack {
         let data_dir = tmp.path().join("data");
         let server = Server::start(&data_dir);
         let env = hail_env(&data_dir, &server.endpoint);
-        let tar = tmp.path().join("busybox.tar");
-        images::write_busybox_rootfs_tar(&tar);
-        let out = Command::new(HAIL)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["image", "import", "hail.test/busybox:latest"])
-            .arg(&tar)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        server_support::import_busybox(&data_dir, "hail.test/busybox:latest");
         Stack {
             tmp,
             data_dir,

@@ -7,15 +7,14 @@
 
 mod server_support;
 
-#[path = "../../hail-runtime/tests/common/mod.rs"]
-mod images;
+use server_support::images;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use server_support::{aws, common, hail_env, Server, HAIL};
+use server_support::{aws, common, hail_env, import_busybox, Server, HAIL};
 
 const TOM_THUMB: &str = include_str!("../../hail-model/testdata/tom-thumb-task.json");
 
@@ -69,27 +68,6 @@ impl Stack {
             server,
         }
     }
-}
-
-/// Imports a busybox root filesystem as `name` into the server's data dir,
-/// with the CLI, while the server runs.
-fn import_busybox(data_dir: &Path, name: &str) {
-    let tar = data_dir.parent().unwrap().join("busybox.tar");
-    if !tar.exists() {
-        images::write_busybox_rootfs_tar(&tar);
-    }
-    let out = std::process::Command::new(HAIL)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["image", "import", name])
-        .arg(&tar)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "hail image import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn write_json(dir: &Path, name: &str, value: &Value) -> String {

@@ -8,8 +8,7 @@
 
 mod server_support;
 
-#[path = "../../hail-runtime/tests/common/mod.rs"]
-mod images;
+use server_support::images;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,8 @@
 pub mod common;
 #[path = "../support/host.rs"]
 pub mod host;
+#[path = "../../../hail-runtime/tests/common/mod.rs"]
+pub mod images;
 
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
@@ -214,4 +216,29 @@ pub fn aws(env: &HashMap<String, String>, args: &[&str]) -> Aws {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Imports a busybox root filesystem as `name` into `data_dir` with the CLI
+/// (the server may be running); the tarball is written beside the data dir
+/// once.
+pub fn import_busybox(data_dir: &Path, name: &str) {
+    let tar = data_dir
+        .parent()
+        .expect("a data dir inside the test's scratch dir")
+        .join("busybox.tar");
+    if !tar.exists() {
+        images::write_busybox_rootfs_tar(&tar);
+    }
+    let out = Command::new(HAIL)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["image", "import", name])
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hail image import {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::images;
 use crate::server_support::{self, aws, common, hail_env, Server, HAIL};
 
 pub const CLUSTER: &str = "bean-counter-cluster";
@@ -31,20 +30,7 @@ impl Stack {
         let data_dir = tmp.path().join("data");
         let server = Server::start_with(&data_dir, server_support::host::HostNames::unique(1), &[]);
         let env = hail_env(&data_dir, &server.endpoint);
-        let tar = tmp.path().join("busybox.tar");
-        images::write_busybox_rootfs_tar(&tar);
-        let out = std::process::Command::new(HAIL)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["image", "import", "hail.test/busybox:latest"])
-            .arg(&tar)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        server_support::import_busybox(&data_dir, "hail.test/busybox:latest");
         let stack = Stack {
             tmp,
             data_dir,
