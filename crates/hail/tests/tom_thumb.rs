@@ -306,7 +306,13 @@ fn uploaded_videos_become_thumbnails_with_the_frame_ffmpeg_takes() {
         rgb(&png, None) == rgb(&video(CHAPLIN), Some("00:00:02")),
         "the thumbnail's pixels differ from ffmpeg's frame"
     );
-    let inv = &stack.invocations("thumbs")["recentInvocations"][0];
+    // The thumbnail is stored before the task exits; its invocation ends
+    // when the task has stopped.
+    let inv = &eventually(60, "the invocation to end", || {
+        let v = stack.invocations("thumbs");
+        let inv = v["recentInvocations"][0].clone();
+        (inv["status"] == "SUCCEEDED" || inv["status"] == "DEAD").then_some(inv)
+    });
     assert_eq!(inv["status"], "SUCCEEDED", "{inv}");
     let log = task_log(&stack, inv["taskArn"].as_str().unwrap());
     assert!(
