@@ -94,7 +94,7 @@ impl SpareShims {
     }
 
     /// A spare if one waits, else a shim started now.
-    pub(crate) fn take(&self) -> io::Result<Spare> {
+    fn take(&self) -> io::Result<Spare> {
         match self.lock().pop() {
             Some(spare) => Ok(spare),
             None => Spare::start(&self.binary),
