@@ -249,12 +249,19 @@ async fn containers_read_their_own_task_metadata_and_not_another_tasks() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     // Task A reads every endpoint of its own, after writing 2 MiB to its
-    // writable layer, then stays up.
+    // writable layer and once its other container is up too (the two start
+    // side by side, so `side` may still be CREATED when `app` begins), then
+    // stays up.
     let mut a = h.task(vec![]);
     let uri_a = metadata_uri(&host_port, &a.id, "app");
     let mut app = sh(
         "app",
         "dd if=/dev/zero of=/tmp/blob bs=1M count=2 2>/dev/null
+         i=0
+         while [ $i -lt 100 ] && wget -qO- \"$ECS_CONTAINER_METADATA_URI_V4/task\" \
+             | grep -qE '\"KnownStatus\":\"(PENDING|CREATED)\"'; do
+           i=$((i+1)); sleep 0.1
+         done
          for p in task '' stats task/stats taskWithTags; do
            printf '%s:' \"${p:-container}\"
            wget -qO- \"$ECS_CONTAINER_METADATA_URI_V4${p:+/$p}\" 2>&1
