@@ -91,7 +91,10 @@ pub struct RuntimeConfig {
 
 impl RuntimeConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        // Absolute: the paths under it reach runc (which refuses a relative
+        // root) and shims that may run in another directory.
         let data_dir = data_dir.into();
+        let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
         Self {
             runtime_binary: PathBuf::from("runc"),
             shim_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hail")),
@@ -105,6 +108,19 @@ impl RuntimeConfig {
         }
     }
 }
+
+/// Where the OCI runtime keeps its per-container state (`--root`): in
+/// tmpfs, as runc's documentation asks, so a start's state files cost no
+/// disk inode; one directory per data dir, so engines beside each other
+/// never collect each other's containers. Nothing in it outlives the
+/// containers it describes, which do not survive a reboot either.
+pub fn runtime_state_root(data_dir: &Path) -> PathBuf {
+    let digest = crate::digest::Digest::of(data_dir.as_os_str().as_encoded_bytes());
+    Path::new(RUNTIME_STATE_DIR).join(&digest.hex()[..16])
+}
+
+/// tmpfs directory under which [`runtime_state_root`]s live.
+pub const RUNTIME_STATE_DIR: &str = "/run/hail/runc";
 
 /// What [`Runtime::recover`] found and cleaned.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -132,9 +148,11 @@ fn now() -> String {
 
 impl Runtime {
     /// Opens the data dir and sets up the host network; call [`Runtime::recover`] next.
-    pub async fn open(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+    pub async fn open(mut config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        config.data_dir =
+            std::path::absolute(&config.data_dir).map_err(io_err(&config.data_dir))?;
         let tasks_dir = config.data_dir.join("tasks");
-        let runtime_root = config.data_dir.join("runc");
+        let runtime_root = runtime_state_root(&config.data_dir);
         for d in [&tasks_dir, &runtime_root] {
             fs::create_dir_all(d).map_err(io_err(d))?;
         }

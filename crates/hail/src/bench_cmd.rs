@@ -311,7 +311,9 @@ fn prepare_runc_bundle(work: &Path, rootfs_tar: &Path) -> anyhow::Result<PathBuf
 }
 
 async fn runc_launch(bundle: &Path) -> anyhow::Result<f64> {
-    let state = bundle.with_file_name("runc-state");
+    // runc's default place for its state is tmpfs (/run/runc); Hail keeps
+    // its own there too.
+    let state = Path::new("/run/hail-bench/runc");
     let id = format!("bench-{}", hail_model::ids::new_task_id());
     let requested = now_ns();
     let out = tokio::process::Command::new("runc")

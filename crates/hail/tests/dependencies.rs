@@ -180,7 +180,7 @@ async fn healthy_dependencies_wait_for_the_check_and_unhealthy_ones_stop_the_tas
 fn runtime_state(h: &Harness, id: &str) -> Option<String> {
     let out = std::process::Command::new("runc")
         .arg("--root")
-        .arg(h.dir.path().join("runc"))
+        .arg(hail_runtime::runtime::runtime_state_root(h.dir.path()))
         .args(["state", id])
         .output()
         .unwrap();

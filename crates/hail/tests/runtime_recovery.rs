@@ -193,7 +193,7 @@ async fn two_hundred_start_stop_cycles_leak_nothing() {
     let runc = String::from_utf8(
         Command::new("runc")
             .arg("--root")
-            .arg(h.dir.path().join("runc"))
+            .arg(hail_runtime::runtime::runtime_state_root(h.dir.path()))
             .args(["list", "-q"])
             .output()
             .unwrap()
@@ -201,6 +201,16 @@ async fn two_hundred_start_stop_cycles_leak_nothing() {
     )
     .unwrap();
     assert!(runc.trim().is_empty(), "leaked runc containers: {runc}");
+    // The runtime's state directories are removed by the shims themselves.
+    let state_root = hail_runtime::runtime::runtime_state_root(h.dir.path());
+    let left: Vec<_> = std::fs::read_dir(&state_root)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "leaked runtime state in {}: {left:?}",
+        state_root.display()
+    );
     assert!(h.runtime.task_ids().unwrap().is_empty());
     h.teardown().await;
 }

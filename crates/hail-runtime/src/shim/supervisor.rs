@@ -791,10 +791,37 @@ impl Supervisor {
         }
         // After the containers waiting on this exit have been started: its
         // runtime record and root are not on their path.
-        self.delete_container(&spec.name).await;
+        self.forget_exited_container(&spec.name);
     }
 
-    /// Removes the runtime's record of an exited container and unmounts its root.
+    /// Forgets a container whose process has exited and been reaped. What
+    /// the runtime still holds of it is its state directory: its other
+    /// processes died with its pid namespace, and its cgroups go with the
+    /// task's. So the directory is removed here rather than by `runc delete`,
+    /// a second Go program per container (≈ 4.5 ms of CPU on the path of
+    /// every task's end). Its root is unmounted.
+    fn forget_exited_container(&mut self, name: &str) {
+        let cid = runtime_container_id(&self.task.id, name);
+        let state = self.task.runtime_root.join(&cid);
+        if let Err(e) = fs::remove_dir_all(&state) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "task {}: removing {}: {e}",
+                    self.task.id,
+                    state.display()
+                );
+            }
+        }
+        let merged = RootDirs::under(&container_dir(&self.dir, name)).merged;
+        if let Err(e) = overlay::unmount_root(&merged) {
+            let _ = writeln!(std::io::stderr(), "task {}: {e}", self.task.id);
+        }
+    }
+
+    /// Removes the runtime's record of a container that failed to come up or
+    /// was created but never started (`runc delete --force` also ends its
+    /// waiting process), and unmounts its root.
     async fn delete_container(&mut self, name: &str) {
         let cid = runtime_container_id(&self.task.id, name);
         let spawned = self

@@ -59,7 +59,7 @@ impl HostNames {
                 .stderr(Stdio::null())
                 .status();
         };
-        let runc_root = data_dir.join("runc");
+        let runc_root = hail_runtime::runtime::runtime_state_root(data_dir);
         if let Ok(out) = Command::new("runc")
             .arg("--root")
             .arg(&runc_root)
@@ -79,6 +79,7 @@ impl HostNames {
                 );
             }
         }
+        let _ = std::fs::remove_dir_all(&runc_root);
         if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
             let prefix = data_dir.to_string_lossy().into_owned();
             for target in mounts
