@@ -318,7 +318,7 @@ async fn runc_launch(bundle: &Path) -> anyhow::Result<f64> {
     let requested = now_ns();
     let out = tokio::process::Command::new("runc")
         .arg("--root")
-        .arg(&state)
+        .arg(state)
         .args(["run", "--detach", "--bundle"])
         .arg(bundle)
         .arg(&id)
@@ -329,7 +329,7 @@ async fn runc_launch(bundle: &Path) -> anyhow::Result<f64> {
     let output = out.wait_with_output().await?;
     let _ = tokio::process::Command::new("runc")
         .arg("--root")
-        .arg(&state)
+        .arg(state)
         .args(["delete", "--force", &id])
         .output()
         .await;
