@@ -1072,13 +1072,16 @@ impl Supervisor {
         for waiter in std::mem::take(&mut self.waiters) {
             let _ = waiter.send(self.status_response());
         }
-        // Requests that raced with the end are answered too.
-        while let Ok((request, reply)) = self.control.try_recv() {
-            let _ = request;
+        // Requests that raced with the end are answered with it: those
+        // queued, and those on connections accepted before the socket went
+        // that are read during this grace (a runtime waiting on the task
+        // would otherwise see the connection drop and settle the task
+        // itself, the slow way). The grace also lets the answers leave
+        // before the process exits.
+        let grace = tokio::time::Instant::now() + Duration::from_millis(20);
+        while let Ok(Some((_, reply))) = tokio::time::timeout_at(grace, self.control.recv()).await {
             let _ = reply.send(self.status_response());
         }
-        // Let the answers leave before the process exits.
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
