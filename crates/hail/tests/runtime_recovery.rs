@@ -16,7 +16,11 @@ use support::{containers_available, sh, Harness, BUSYBOX};
 fn hail_cli(h: &Harness) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hail"));
     let net = &h.config.network;
-    cmd.env("HAIL_DATA_DIR", h.dir.path())
+    // The data dir relative to the working directory, as a user may give
+    // it: it must name the same tasks and runtime state as the absolute one.
+    let dir = h.dir.path();
+    cmd.current_dir(dir.parent().unwrap())
+        .env("HAIL_DATA_DIR", dir.file_name().unwrap())
         .env("HAIL_BRIDGE", &net.bridge)
         .env("HAIL_SUBNET", net.subnet.to_string())
         .env("HAIL_NETNS_PREFIX", &net.netns_prefix)
