@@ -571,20 +571,24 @@ impl Runtime {
 
     async fn collect_garbage(&self, live: &HashSet<String>) -> Result<usize, RuntimeError> {
         let mut collected = 0;
-        for container_id in
-            list_runtime_containers(&self.config.runtime_binary, &self.runtime_root).await
-        {
-            let task = container_id.split('.').next().unwrap_or_default();
-            if !live.contains(task) {
-                delete_runtime_container(
-                    &self.config.runtime_binary,
-                    &self.runtime_root,
-                    &container_id,
-                )
-                .await;
-                collected += 1;
+        // Older binaries kept runc's state in the data dir; what is left
+        // there is collected the same way, and the directory once empty.
+        let legacy_root = self.config.data_dir.join("runc");
+        let roots =
+            std::iter::once(&self.runtime_root).chain(Some(&legacy_root).filter(|r| r.is_dir()));
+        for root in roots {
+            for container_id in list_runtime_containers(&self.config.runtime_binary, root).await {
+                let task = container_id.split('.').next().unwrap_or_default();
+                if !live.contains(task) {
+                    delete_runtime_container(&self.config.runtime_binary, root, &container_id)
+                        .await;
+                    collected += 1;
+                }
             }
         }
+        // Fails while a live task's container is still recorded there, or
+        // when there is no such directory.
+        let _ = fs::remove_dir(&legacy_root);
         for mount in overlay::mounts_under(&self.tasks_dir).unwrap_or_default() {
             let task = mount
                 .strip_prefix(&self.tasks_dir)
@@ -647,7 +651,8 @@ impl Runtime {
         }
         for c in &task.containers {
             let cid = runtime_container_id(id, &c.name);
-            delete_runtime_container(&self.config.runtime_binary, &self.runtime_root, &cid).await;
+            // The root the task's shim used, which an older binary kept elsewhere.
+            delete_runtime_container(&self.config.runtime_binary, &task.runtime_root, &cid).await;
             let _ = overlay::unmount_root(&shim::container_dir(dir, &c.name).join("rootfs"));
         }
         if let Ok(cgroups) = Cgroups::detect(&task.cgroup_root) {

@@ -110,6 +110,37 @@ async fn a_dead_shim_is_noticed_and_its_containers_are_stopped() {
     h.teardown().await;
 }
 
+/// Older binaries kept runc's state in the data dir (`DIR/runc`): a task
+/// whose shim died there is settled, its container record collected from
+/// that root, and the emptied directory removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_state_left_in_the_data_dir_by_an_older_binary_is_collected() {
+    if !containers_available() {
+        return;
+    }
+    let h = Harness::new("legacy").await;
+    let spec = h.task(vec![sh("main", "exec sleep 1000")]);
+    let started = h.runtime.start_task(&spec).await.unwrap();
+    kill(Pid::from_raw(started.shim_pid.unwrap()), Signal::SIGKILL).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Move the container's runc record where an older binary kept it.
+    let cid = hail_runtime::shim::runtime_container_id(&spec.id, "main");
+    let current = hail_runtime::runtime::runtime_state_root(h.dir.path()).join(&cid);
+    let legacy = h.dir.path().join("runc");
+    std::fs::create_dir_all(legacy.join(&cid)).unwrap();
+    for entry in std::fs::read_dir(&current).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), legacy.join(&cid).join(entry.file_name())).unwrap();
+    }
+    std::fs::remove_dir_all(&current).unwrap();
+
+    let recovery = h.runtime.recover().await.unwrap();
+    assert_eq!(recovery.lost, vec![spec.id.clone()]);
+    assert!(recovery.collected >= 1, "{recovery:?}");
+    assert!(!legacy.exists(), "{} was left behind", legacy.display());
+    h.teardown().await;
+}
+
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
