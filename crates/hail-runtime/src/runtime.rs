@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -153,9 +154,14 @@ impl Runtime {
             std::path::absolute(&config.data_dir).map_err(io_err(&config.data_dir))?;
         let tasks_dir = config.data_dir.join("tasks");
         let runtime_root = runtime_state_root(&config.data_dir);
-        for d in [&tasks_dir, &runtime_root] {
-            fs::create_dir_all(d).map_err(io_err(d))?;
-        }
+        fs::create_dir_all(&tasks_dir).map_err(io_err(&tasks_dir))?;
+        // Containers' states name their processes, roots and cgroups: for
+        // root only, as runc makes its own default root.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&runtime_root)
+            .map_err(io_err(&runtime_root))?;
         let images = Arc::new(ImageStore::open(&config.data_dir)?);
         let networks = Networks::open(config.network.clone()).await?;
         // Spares are made after the first start, so that a process that
