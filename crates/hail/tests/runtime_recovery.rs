@@ -85,12 +85,7 @@ async fn a_dead_shim_is_noticed_and_its_containers_are_stopped() {
         return;
     }
     let h = Harness::new("lostshim").await;
-    let spec = h.task(vec![sh("main", "echo up; exec sleep 1000")]);
-    let started = h.runtime.start_task(&spec).await.unwrap();
-    let shim = started.shim_pid.unwrap();
-    let container = started.container("main").unwrap().pid.unwrap();
-    kill(Pid::from_raw(shim), Signal::SIGKILL).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (spec, container) = start_and_kill_its_shim(&h).await;
 
     let recovery = h.runtime.recover().await.unwrap();
     assert_eq!(recovery.lost, vec![spec.id.clone()]);
@@ -119,10 +114,7 @@ async fn runtime_state_left_in_the_data_dir_by_an_older_binary_is_collected() {
         return;
     }
     let h = Harness::new("legacy").await;
-    let spec = h.task(vec![sh("main", "exec sleep 1000")]);
-    let started = h.runtime.start_task(&spec).await.unwrap();
-    kill(Pid::from_raw(started.shim_pid.unwrap()), Signal::SIGKILL).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (spec, _) = start_and_kill_its_shim(&h).await;
     // Move the container's runc record where an older binary kept it.
     let cid = hail_runtime::shim::runtime_container_id(&spec.id, "main");
     let current = hail_runtime::runtime::runtime_state_root(h.dir.path()).join(&cid);
@@ -139,6 +131,17 @@ async fn runtime_state_left_in_the_data_dir_by_an_older_binary_is_collected() {
     assert!(recovery.collected >= 1, "{recovery:?}");
     assert!(!legacy.exists(), "{} was left behind", legacy.display());
     h.teardown().await;
+}
+
+/// Starts a one-container task that runs until stopped, then SIGKILLs its
+/// shim; returns the task and its container's pid.
+async fn start_and_kill_its_shim(h: &Harness) -> (hail_runtime::spec::TaskSpec, i32) {
+    let spec = h.task(vec![sh("main", "echo up; exec sleep 1000")]);
+    let started = h.runtime.start_task(&spec).await.unwrap();
+    let container = started.container("main").unwrap().pid.unwrap();
+    kill(Pid::from_raw(started.shim_pid.unwrap()), Signal::SIGKILL).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (spec, container)
 }
 
 fn is_zombie(pid: i32) -> bool {
