@@ -87,20 +87,34 @@ pub fn mount_root(lower: &[PathBuf], dirs: &RootDirs) -> Result<(), OverlayError
         dirs.upper.display(),
         dirs.work.display()
     );
-    if options.len() > 4095 {
+    // `volatile`: a container's writable layer is thrown away when its task
+    // ends and never mounted again, so the kernel is not asked to make it
+    // durable — no sync of the whole upper filesystem when the root is
+    // unmounted, and `fsync` inside the container does not wait for the disk
+    // for data no crash could bring back. Volumes are bind mounts, not part of
+    // the overlay, and keep their `fsync`.
+    let volatile = format!("{options},volatile");
+    if volatile.len() > 4095 {
         return Err(OverlayError::TooManyLayers {
             target,
             count: lower.len(),
-            len: options.len(),
+            len: volatile.len(),
         });
     }
-    mount(
-        Some("overlay"),
-        &dirs.merged,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(options.as_str()),
-    )
+    let overlay = |options: &str| {
+        mount(
+            Some("overlay"),
+            &dirs.merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options),
+        )
+    };
+    match overlay(&volatile) {
+        // Kernels before 5.10 do not know the option.
+        Err(nix::Error::EINVAL) => overlay(&options),
+        other => other,
+    }
     .map_err(|source| OverlayError::Mount { target, source })
 }
 

@@ -319,6 +319,47 @@ async fn fork_bomb_stops_at_the_pids_limit() {
     h.teardown().await;
 }
 
+/// A container's writable layer is an overlay mounted `volatile` — thrown
+/// away with its task, never made durable — and writing, syncing and reading
+/// it back inside the container works; the mount goes with the task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writable_layer_is_a_volatile_overlay() {
+    if !containers_available() {
+        return;
+    }
+    let h = Harness::new("volatile").await;
+    let spec = h.task(vec![sh(
+        "main",
+        "echo kept > /etc/written; sync /etc/written; cat /etc/written; echo ready; exec sleep 1000",
+    )]);
+    h.runtime.start_task(&spec).await.unwrap();
+    wait_for_output(&h, &spec.id, "main", "ready").await;
+    let task_dir = h.runtime.task_dir(&spec.id);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = mounts
+        .lines()
+        .find(|l| l.contains(task_dir.to_str().unwrap()) && l.contains(" - overlay "))
+        .unwrap_or_else(|| panic!("no overlay under {}:\n{mounts}", task_dir.display()));
+    let options = root.rsplit(' ').next().unwrap();
+    // Newer kernels show the option as `fsync=volatile`.
+    assert!(
+        options
+            .split(',')
+            .any(|o| o == "volatile" || o == "fsync=volatile"),
+        "not volatile: {root}"
+    );
+    assert_eq!(h.stdout(&spec.id, "main"), "kept\nready\n");
+    h.runtime.stop(&spec.id, "done").await.unwrap();
+    h.runtime.wait(&spec.id).await.unwrap();
+    h.runtime.remove(&spec.id).await.unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(task_dir.to_str().unwrap()),
+        "the root outlived its task"
+    );
+    h.teardown().await;
+}
+
 async fn wait_for_output(h: &Harness, task: &str, container: &str, needle: &str) {
     for _ in 0..100 {
         if h.stdout(task, container).contains(needle) {
