@@ -78,7 +78,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 pub use config::{
@@ -263,15 +262,8 @@ impl Gateway {
                 source,
             };
             // Dropping `bound` on an error closes what was bound so far.
-            let socket = TcpListener::bind(addr).await.map_err(bind_error)?;
-            let local_addr = socket.local_addr().map_err(bind_error)?;
-            // One handle of the socket per worker: each accepts on it.
-            let socket = socket.into_std().map_err(bind_error)?;
-            let mut sockets = Vec::with_capacity(self.shared.workers.len());
-            for _ in 1..self.shared.workers.len() {
-                sockets.push(socket.try_clone().map_err(bind_error)?);
-            }
-            sockets.push(socket);
+            let (sockets, local_addr) =
+                bind_per_worker(addr, self.shared.workers.len()).map_err(bind_error)?;
             bound.push(Some((sockets, local_addr)));
         }
 
@@ -472,4 +464,40 @@ impl Gateway {
             group.close();
         }
     }
+}
+
+/// Pending connections a listener socket holds before the kernel refuses
+/// more (as nginx's default on Linux).
+const LISTEN_BACKLOG: u32 = 511;
+
+/// One listening socket per worker, all bound to `addr` with `SO_REUSEPORT`
+/// (the first one picks the port when `addr` asks for any): the kernel
+/// spreads new connections over the workers by their addresses' hash. With
+/// one socket shared by every worker, whichever worker woke first accepted
+/// a whole burst of connections, and one core then carried most of the
+/// load while the other idled.
+fn bind_per_worker(
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
+    // A port another socket holds is refused as a plain bind refuses it —
+    // even one that set SO_REUSEPORT itself, whose group the workers'
+    // sockets could otherwise join and share connections with: a probe
+    // without the option takes the port (or picks one, for port 0) and is
+    // closed just before the workers' sockets bind it.
+    let mut local_addr = std::net::TcpListener::bind(addr)?.local_addr()?;
+    let mut sockets = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let socket = match local_addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(local_addr)?;
+        let listener = socket.listen(LISTEN_BACKLOG)?;
+        local_addr = listener.local_addr()?;
+        sockets.push(listener.into_std()?);
+    }
+    Ok((sockets, local_addr))
 }

@@ -36,8 +36,8 @@ pub(crate) struct RunningListener {
 }
 
 impl RunningListener {
-    /// Starts accepting on every worker; `sockets` holds one handle of the
-    /// bound socket per worker (they share the one listening socket).
+    /// Starts accepting on every worker; `sockets` holds one listening
+    /// socket per worker, all bound to the same port with `SO_REUSEPORT`.
     pub(crate) fn spawn(
         sockets: Vec<std::net::TcpListener>,
         workers: &[Worker],

@@ -1,5 +1,6 @@
 //! The data path's own threads. Each worker is a thread with a
-//! single-threaded Tokio runtime that accepts on every listener socket and
+//! single-threaded Tokio runtime that accepts on its own socket of every
+//! listener (`SO_REUSEPORT`: the kernel spreads connections over them) and
 //! owns its own pool of connections to targets, as an nginx worker does: a
 //! request, its client connection and its target connection live on one
 //! thread, so forwarding costs no cross-thread wake-up, and the control
