@@ -429,33 +429,28 @@ async fn apply_binds_all_or_nothing_and_keeps_sockets() {
     // Targets survive an apply that keeps their group.
     assert_eq!(gateway.target_health("tg").unwrap().len(), 1);
 
-    // A busy port: the error names it, and nothing changes.
+    // A busy port: the error names it, and nothing changes. Also when its
+    // holder set SO_REUSEPORT, as the gateway's own sockets do: the gateway
+    // does not join another program's socket group.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let busy_port = busy.local_addr().unwrap().port();
-    let err = gateway
-        .apply(config(vec![
-            ListenerConfig::new("one", 0, forward("tg")),
-            ListenerConfig::new("two", busy_port, forward("tg")),
-        ]))
-        .await
-        .unwrap_err();
-    assert!(matches!(&err, GatewayError::Bind { listener, .. } if listener == "two"));
-    assert!(err.to_string().contains(&busy_port.to_string()), "{err}");
-    // Also when its holder set SO_REUSEPORT, as the gateway's own sockets do:
-    // the gateway does not join another socket's group.
     let shared = tokio::net::TcpSocket::new_v4().unwrap();
     shared.set_reuseport(true).unwrap();
     shared.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let shared = shared.listen(16).unwrap();
-    let shared_port = shared.local_addr().unwrap().port();
-    let err = gateway
-        .apply(config(vec![
-            ListenerConfig::new("one", 0, forward("tg")),
-            ListenerConfig::new("two", shared_port, forward("tg")),
-        ]))
-        .await
-        .unwrap_err();
-    assert!(matches!(&err, GatewayError::Bind { listener, .. } if listener == "two"));
+    for busy_port in [
+        busy.local_addr().unwrap().port(),
+        shared.local_addr().unwrap().port(),
+    ] {
+        let err = gateway
+            .apply(config(vec![
+                ListenerConfig::new("one", 0, forward("tg")),
+                ListenerConfig::new("two", busy_port, forward("tg")),
+            ]))
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, GatewayError::Bind { listener, .. } if listener == "two"));
+        assert!(err.to_string().contains(&busy_port.to_string()), "{err}");
+    }
     let client = client();
     assert_eq!(
         get(&client, &format!("http://{first}/")).await.0,
